@@ -1,0 +1,60 @@
+"""Shared fixtures.
+
+PostgreSQL: tests marked ``postgres`` use ``VODIMG_TEST_POSTGRES_URL`` (default: the local server
+at 127.0.0.1:5432, database ``test``). Without a reachable server they skip with the reason,
+except under CI (``CI=true``), where an unreachable PostgreSQL is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_url() -> str:
+    return os.environ.get("VODIMG_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """URL of a reachable PostgreSQL server; skips (or fails under CI) when there is none."""
+    import sqlalchemy as sa
+
+    url = _postgres_url()
+    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "not reachable"
+        reason = f"PostgreSQL not reachable at {url}: {exc.__class__.__name__}: {exc}".splitlines()[0]
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason + " (CI=true: PostgreSQL is required)")
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str):
+    """A fresh, empty schema on the PostgreSQL server, dropped afterwards.
+
+    Yields a SQLAlchemy URL whose connections use that schema (``search_path``).
+    """
+    import sqlalchemy as sa
+
+    schema = f"vodimg_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in postgres_server_url else "?"
+    try:
+        yield f"{postgres_server_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

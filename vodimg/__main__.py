@@ -1,0 +1,3 @@
+from vodimg.cli import main
+
+main()

@@ -1,0 +1,13 @@
+"""Pipeline steps, one module per capability.
+
+Contract for every step module: a function
+
+    apply(frame: Frame, options: dict, ctx: StepContext) -> Frame
+
+``options`` is the capability's object exactly as the API spells it (for example
+``{"Switch": "ON", "Intensity": 0.5}`` for SharpEnhance), already validated for types and
+ranges; the step applies its own documented defaults for members left out. The pipeline calls
+a step only when its Switch is ON. Steps are pure (no I/O, no globals mutated, deterministic:
+the same input and options give the same pixels) and may load packaged model weights once,
+lazily, from ``vodimg/engine/weights`` or an installed package, never from the network.
+"""
