@@ -1,0 +1,70 @@
+"""LowLightEnhance: dark regions rise a lot, bright pixels and colours stay, nothing clips."""
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.engine.images import darkened, photo
+from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.steps import lowlight
+
+OPTIONS = {"Switch": "ON", "Type": "normal"}
+
+
+def run(bgr, options=OPTIONS):
+    return lowlight.apply(Frame(bgr=bgr), options, StepContext()).bgr
+
+
+def gray(bgr):
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "rocket"])
+def test_darkest_regions_rise_a_lot(name):
+    dark = darkened(photo(name))
+    out = run(dark)
+    darkest = gray(dark) <= np.percentile(gray(dark), 30)
+    before, after = gray(dark)[darkest].mean(), gray(out)[darkest].mean()
+    assert after >= 2.5 * before + 2
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_bright_pixels_change_at_most_a_few_levels(name):
+    src = photo(name)
+    out = run(src)
+    bright = gray(src) > 180
+    assert bright.sum() > 1000
+    change = np.abs(out.astype(np.int16) - src.astype(np.int16)).max(axis=2)[bright]
+    assert np.percentile(change, 99) <= 3
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "rocket"])
+def test_no_clipping_increase(name):
+    dark = darkened(photo(name))
+    out = run(dark)
+    assert (out == 255).any(axis=2).mean() <= (dark == 255).any(axis=2).mean() + 1e-4
+
+
+def test_colour_ratios_are_kept():
+    dark = darkened(photo("astronaut"))
+    out = run(dark)
+    lit = dark.max(axis=2) >= 20  # ratios of near-black pixels are dominated by rounding
+    chroma_before = dark[lit] / dark[lit].sum(axis=1, keepdims=True).astype(np.float64)
+    chroma_after = out[lit] / np.maximum(out[lit].sum(axis=1, keepdims=True), 1).astype(np.float64)
+    assert np.abs(chroma_after - chroma_before).mean() < 0.01
+
+
+def test_already_bright_image_is_left_alone():
+    src = photo("chelsea").astype(np.float32)
+    bright = np.rint(src * 0.3 + 0.7 * 255).astype(np.uint8)
+    assert np.array_equal(run(bright), bright)
+
+
+def test_deterministic_and_keeps_alpha_and_size():
+    dark = darkened(photo("coffee"))
+    alpha = np.full(dark.shape[:2], 77, np.uint8)
+    first = lowlight.apply(Frame(bgr=dark, alpha=alpha), {"Switch": "ON"}, StepContext())
+    second = lowlight.apply(Frame(bgr=dark.copy(), alpha=alpha), {"Switch": "ON"}, StepContext())
+    assert np.array_equal(first.bgr, second.bgr)
+    assert first.bgr.shape == dark.shape and first.bgr.dtype == np.uint8
+    assert first.alpha is alpha
