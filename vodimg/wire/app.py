@@ -1,0 +1,252 @@
+"""The Tencent Cloud API 3.0 endpoint: ``POST /`` and ``GET /``.
+
+Per request: read the body (at most ``max_body_bytes``), tell the signature style apart (TC3
+``Authorization`` header, or the older ``Signature`` parameter), check the Content-Type, verify the
+signature, the Version and the Action, parse the parameters, apply the rate limit of the
+(account, action), run ``provider.call`` in a worker thread and wrap its result. Every answer is
+HTTP 200 with ``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error``
+only under that exact type) and a fresh uuid4 RequestId.
+
+The rate limit is a token bucket kept in this process: with several API processes, each allows
+``rate_limit`` requests per second per (account, action).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import anyio.to_thread
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, request_response
+
+from vodimg.config import Settings
+from vodimg.errors import ApiError
+from vodimg.spec import API_VERSION
+from vodimg.wire import signature
+from vodimg.wire.params import parse_form, unflatten
+
+logger = logging.getLogger("vodimg.wire")
+
+JSON_CONTENT_TYPE = "application/json"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    """What the protocol layer hands to the provider."""
+    action: str
+    app_id: int
+    params: dict
+    from_strings: bool
+
+
+class RateLimiter:
+    """Token bucket per key: ``rate`` tokens per second, holding at most ``max(rate, 1)``.
+    Used from the event loop thread only, so it needs no lock."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+        self.capacity = max(rate, 1.0)
+        self._buckets: dict[Any, tuple[float, float]] = {}
+
+    def allow(self, key: Any, now: float) -> bool:
+        tokens, last = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        return allowed
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _envelope(fields: dict) -> Response:
+    return Response(orjson.dumps({"Response": fields}), media_type=JSON_CONTENT_TYPE)
+
+
+def error_response(code: str, message: str, request_id: str | None = None) -> Response:
+    return _envelope({"Error": {"Code": code, "Message": message},
+                      "RequestId": request_id or str(uuid.uuid4())})
+
+
+class WireProtocol:
+    """The endpoint's logic; ``create_app`` mounts ``handle``."""
+
+    def __init__(self, provider: Any, accounts: Any, settings: Settings):
+        self.provider = provider
+        self.accounts = accounts
+        self.settings = settings
+        self.actions = frozenset(provider.actions)
+        self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+
+    async def handle(self, request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        try:
+            parsed = await self.parse(request)
+            self.check_rate(parsed.app_id, parsed.action)
+            result = await anyio.to_thread.run_sync(functools.partial(
+                self.provider.call, parsed.action, parsed.app_id, parsed.params,
+                from_strings=parsed.from_strings))
+        except ApiError as error:
+            return error_response(error.code, error.message, request_id)
+        except Exception:  # noqa: BLE001 - the client gets InternalError, the log gets the trace
+            logger.exception("InternalError RequestId=%s", request_id)
+            return error_response("InternalError", f"Internal error (RequestId {request_id}).", request_id)
+        result["RequestId"] = request_id
+        return _envelope(result)
+
+    async def parse(self, request: Request) -> ParsedRequest:
+        method = request.method
+        if method not in ("GET", "POST"):
+            raise ApiError("UnsupportedProtocol",
+                           f"HTTP method {method} is not supported; only GET and POST are.")
+        if request.url.path != "/":
+            raise ApiError("UnsupportedProtocol", "The API is served at the path / only.")
+        headers = request.headers
+        body = await self.read_body(request) if method == "POST" else b""
+        if "authorization" in headers or not self._is_legacy(request, headers):
+            return self._parse_tc3(request, headers, body)
+        return self._parse_legacy(request, headers, body)
+
+    async def read_body(self, request: Request) -> bytes:
+        """The body, refused as soon as it passes the limit (uvicorn discards the rest unbuffered)."""
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _is_legacy(self, request: Request, headers) -> bool:
+        if request.method == "POST":
+            return _media_type(headers.get("content-type")) == FORM_CONTENT_TYPE
+        return "Signature=" in request.url.query or not self.settings.auth and "Action=" in request.url.query
+
+    # -- TC3-HMAC-SHA256 (and Authorization: SKIP with authentication off) -------------------------
+
+    def _parse_tc3(self, request: Request, headers, body: bytes) -> ParsedRequest:
+        method = request.method
+        if method == "POST" and _media_type(headers.get("content-type")) != JSON_CONTENT_TYPE:
+            raise ApiError("InvalidParameter",
+                           f"Content-Type must be application/json for a TC3-HMAC-SHA256 POST request, "
+                           f"got {headers.get('content-type')!r}.")
+        query = request.scope["query_string"].decode("latin-1")
+        app_id = self._authenticate_tc3(method, query, headers, body)
+        action = self._check_action_and_version(headers.get("x-tc-action"), headers.get("x-tc-version"),
+                                                "X-TC-Action", "X-TC-Version")
+        if method == "GET":
+            return ParsedRequest(action, app_id, unflatten(parse_form(query)), True)
+        return ParsedRequest(action, app_id, _json_object(body), False)
+
+    def _authenticate_tc3(self, method: str, query: str, headers, body: bytes) -> int:
+        authorization = headers.get("authorization", "").strip()
+        if not self.settings.auth:
+            return self._app_id_without_auth(_tc3_secret_id(authorization))
+        if not authorization:
+            raise ApiError("AuthFailure.InvalidAuthorization", "The Authorization header is missing.")
+        if authorization == "SKIP":
+            raise ApiError("AuthFailure.InvalidAuthorization",
+                           "Authorization: SKIP is accepted only when authentication is off (vodimg serve --no-auth).")
+        credential = signature.verify_tc3(method, query, headers, body, self.accounts.credential_for,
+                                          time.time(), self.settings.signature_window)
+        return credential.app_id
+
+    # -- HmacSHA1 / HmacSHA256 ---------------------------------------------------------------------
+
+    def _parse_legacy(self, request: Request, headers, body: bytes) -> ParsedRequest:
+        if request.method == "POST":
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ApiError("InvalidParameter", "The form body is not valid UTF-8.") from None
+        else:
+            text = request.scope["query_string"].decode("latin-1")
+        flat = parse_form(text)
+        if self.settings.auth:
+            credential = signature.verify_legacy(request.method, headers.get("host", ""), flat,
+                                                 self.accounts.credential_for, time.time(),
+                                                 self.settings.signature_window)
+            app_id = credential.app_id
+        else:
+            app_id = self._app_id_without_auth(flat.get("SecretId"))
+        action = self._check_action_and_version(flat.get("Action"), flat.get("Version"), "Action", "Version")
+        own = {key: value for key, value in flat.items() if key not in signature.LEGACY_COMMON_PARAMS}
+        return ParsedRequest(action, app_id, unflatten(own), True)
+
+    # -- shared checks -----------------------------------------------------------------------------
+
+    def _app_id_without_auth(self, secret_id: str | None) -> int:
+        """Authentication off: a known key still selects its account, anything else the default."""
+        credential = self.accounts.credential_for(secret_id) if secret_id else None
+        return credential.app_id if credential is not None else self.accounts.default_app_id()
+
+    def _check_action_and_version(self, action: str | None, version: str | None,
+                                  action_name: str, version_name: str) -> str:
+        if not version:
+            raise ApiError("MissingParameter", f"The request is missing the required parameter {version_name}.")
+        if version != API_VERSION:
+            raise ApiError("NoSuchVersion", f"The API version {version!r} does not exist; this service is {API_VERSION}.")
+        if not action:
+            raise ApiError("MissingParameter", f"The request is missing the required parameter {action_name}.")
+        if action not in self.actions:
+            raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+        return action
+
+    def check_rate(self, app_id: int, action: str) -> None:
+        if self.limiter is not None and not self.limiter.allow((app_id, action), time.monotonic()):
+            raise ApiError("RequestLimitExceeded",
+                           f"More than {self.settings.rate_limit:g} {action} requests per second for this account.")
+
+
+def _tc3_secret_id(authorization: str) -> str | None:
+    try:
+        return signature.parse_tc3_authorization(authorization).secret_id
+    except ApiError:
+        return None
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError("RequestSizeLimitExceeded", f"The request body exceeds {limit} bytes.")
+
+
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def _json_object(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        params = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise ApiError("InvalidParameter", f"The request body is not valid JSON: {error}.") from None
+    if not isinstance(params, dict):
+        raise ApiError("InvalidParameter",
+                       f"The request body must be a JSON object, got a JSON {_JSON_KINDS.get(type(params), 'value')}.")
+    return params
+
+
+def create_app(provider: Any, accounts: Any, settings: Settings, *,
+               routes: Iterable[BaseRoute] = ()) -> Starlette:
+    """The ASGI app. ``routes`` (e.g. file downloads) are matched first; every other request, any
+    method and path, goes to the API endpoint (which refuses all but ``GET /`` and ``POST /``)."""
+    protocol = WireProtocol(provider, accounts, settings)
+    app = Starlette(routes=list(routes))
+    app.router.default = request_response(protocol.handle)
+    app.state.protocol = protocol
+    return app
