@@ -1,0 +1,82 @@
+"""ColorEnhance: vibrance-style saturation boost that protects skin and never clips.
+
+Method: in HSV (OpenCV's full-range hue, 0-255 for 0-360 degrees) only saturation S changes,
+through the curve ``S' = 1 - (1 - S) ** (1 + a)``. Its slope is 1 + a at S = 0 and 0 at S = 1, so
+dull pixels gain the most (vibrance), and already vivid ones approach the gamut edge softly
+instead of clipping; V (the brightest channel) is kept, so no channel ever rises, and S is capped
+where the lowest channel would round to 0. Pixels in the
+skin hue band (about 0-50 degrees) with moderate saturation get a third of the boost, so faces do
+not turn orange while orange objects (saturated) still get the full one. Everything runs on uint8
+lookup tables.
+
+Options: ``Type`` ``weak`` | ``normal`` | ``strong`` (default ``weak``), a = 0.25 / 0.5 / 0.9.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from vodimg.engine.frame import Frame, StepContext
+
+DEFAULT_TYPE = "weak"
+BOOST = {"weak": 0.25, "normal": 0.5, "strong": 0.9}
+SKIN_SHARE = 1.0 / 3.0  # share of the boost skin-coloured pixels receive
+SKIN_HUE_DEGREES = (0.0, 50.0)  # protected band, feathered by SKIN_HUE_FEATHER on each side
+SKIN_HUE_FEATHER = 12.0
+SKIN_MAX_SATURATION = (0.60, 0.80)  # protection fades out across this saturation range
+
+
+def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
+    boost = BOOST[options.get("Type") or DEFAULT_TYPE]
+    return Frame(bgr=boost_saturation(frame.bgr, boost), alpha=frame.alpha)
+
+
+def boost_saturation(bgr: np.ndarray, boost: float, skin_share: float = SKIN_SHARE) -> np.ndarray:
+    """Vibrance boost of strength ``boost`` (0 = none), skin hues getting ``skin_share`` of it."""
+    h, s, v = cv2.split(cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV_FULL))
+    s_full = cv2.LUT(s, saturation_curve(boost))
+    s_skin = cv2.LUT(s, saturation_curve(boost * skin_share))
+    protect = cv2.multiply(cv2.LUT(h, _SKIN_HUE_WEIGHT), cv2.LUT(s, _SKIN_SAT_WEIGHT), scale=1.0 / 255.0)
+    held_back = cv2.multiply(cv2.subtract(s_full, s_skin), protect, scale=1.0 / 255.0)
+    # the lowest channel is V * (1 - S): keep it >= 1 where it was, so dark colours don't clip to 0
+    s_cap = cv2.max(s, cv2.LUT(v, _S_CAP_BY_V))
+    s_new = cv2.min(cv2.subtract(s_full, held_back), s_cap)
+    return cv2.cvtColor(cv2.merge([h, s_new, v]), cv2.COLOR_HSV2BGR_FULL)
+
+
+def saturation_curve(boost: float) -> np.ndarray:
+    """uint8 LUT of S' = 1 - (1 - S) ** (1 + boost)."""
+    s = np.arange(256, dtype=np.float64) / 255.0
+    return np.rint((1.0 - (1.0 - s) ** (1.0 + boost)) * 255.0).astype(np.uint8)
+
+
+def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    t = np.clip((x - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def _skin_hue_weight() -> np.ndarray:
+    """255 inside the skin hue band, 0 outside, smooth edges; hue wraps at 360 degrees."""
+    degrees = np.arange(256, dtype=np.float64) * 360.0 / 256.0
+    signed = np.where(degrees > 180.0, degrees - 360.0, degrees)  # reds near 360 are near 0
+    lo, hi = SKIN_HUE_DEGREES
+    weight = _ramp(signed, lo - SKIN_HUE_FEATHER, lo) * (1.0 - _ramp(signed, hi, hi + SKIN_HUE_FEATHER))
+    return np.rint(weight * 255.0).astype(np.uint8)
+
+
+def _skin_saturation_weight() -> np.ndarray:
+    s = np.arange(256, dtype=np.float64) / 255.0
+    lo, hi = SKIN_MAX_SATURATION
+    return np.rint((1.0 - _ramp(s, lo, hi)) * 255.0).astype(np.uint8)
+
+
+def _saturation_cap_by_value() -> np.ndarray:
+    """Largest S whose lowest channel V * (1 - S / 255) still rounds to at least 1."""
+    v = np.maximum(np.arange(256, dtype=np.float64), 1.0)
+    return np.clip(np.floor(255.0 * (1.0 - 1.0 / v)), 0, 255).astype(np.uint8)
+
+
+_S_CAP_BY_V = _saturation_cap_by_value()
+_SKIN_HUE_WEIGHT = _skin_hue_weight()
+_SKIN_SAT_WEIGHT = _skin_saturation_weight()
