@@ -1,0 +1,1 @@
+"""Domain services: accounts/applications/keys and image async processing templates."""

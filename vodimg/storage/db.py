@@ -1,0 +1,151 @@
+"""The database handle: engine set-up, transactions and migrations.
+
+Two back-ends share one schema: a SQLite file under the data directory (embedded default) and
+PostgreSQL (scale-out; the URL may carry ``options=-csearch_path=<schema>`` to live in a schema
+other than ``public``: tables and Alembic's version table then go there).
+
+Transactions:
+
+- ``read()``: a connection without a transaction, for single-statement reads (no BEGIN/ROLLBACK
+  round trips on the hot path).
+- ``write()``: a transaction that holds the write lock from its first statement on SQLite
+  (``BEGIN IMMEDIATE``: read-modify-write cannot interleave and never fails on a lock upgrade);
+  on PostgreSQL an ordinary READ COMMITTED transaction in which callers lock rows they will
+  change (``SELECT ... FOR UPDATE``, conditional ``UPDATE``) or take ``lock(conn, name)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pathlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+SQLITE_FILE_NAME = "vodimg.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
+
+# Execution options our SQLite "begin" hook reads (PostgreSQL uses real isolation levels).
+_SQLITE_IMMEDIATE = "vodimg_sqlite_immediate"
+_SQLITE_NO_TRANSACTION = "vodimg_sqlite_no_transaction"
+
+
+def sqlite_url(data_dir: pathlib.Path) -> str:
+    """URL of the SQLite database file ``<data_dir>/vodimg.db`` (absolute path)."""
+    return f"sqlite:///{pathlib.Path(data_dir).resolve() / SQLITE_FILE_NAME}"
+
+
+def _normalised_url(url: str) -> sa.URL:
+    """Parse ``url``; plain ``postgresql://``/``postgres://`` get the psycopg 3 driver we ship."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ValueError("SQLite needs a database file: sqlite:///<path>/vodimg.db")
+        return parsed
+    if parsed.drivername != "postgresql+psycopg":
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "use sqlite:///<path> or postgresql+psycopg://user@host/db"
+        )
+    return parsed
+
+
+class Database:
+    """One engine (connection pool) per process; share it between services and threads."""
+
+    def __init__(self, url: str):
+        parsed = _normalised_url(url)
+        self.is_sqlite = parsed.drivername == "sqlite"
+        if self.is_sqlite:
+            pathlib.Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(
+                parsed,
+                pool_size=10,
+                max_overflow=30,
+                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            )
+            _install_sqlite_hooks(self.engine)
+            self._reader = self.engine.execution_options(**{_SQLITE_NO_TRANSACTION: True})
+        else:
+            self.engine = sa.create_engine(parsed, pool_size=10, max_overflow=30)
+            self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """A connection for one-statement reads, outside any transaction."""
+        with self._reader.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A transaction, committed when the block ends normally, rolled back on an exception."""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(**{_SQLITE_IMMEDIATE: True})
+            with conn.begin():
+                yield conn
+
+    def lock(self, conn: sa.Connection, name: str) -> None:
+        """Serialise transactions that take the same named lock, until ``conn``'s transaction ends.
+
+        SQLite write transactions are already serialised (BEGIN IMMEDIATE); PostgreSQL takes a
+        transaction-scoped advisory lock.
+        """
+        if not self.is_sqlite:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(name)})
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent; safe when processes race)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.set_main_option("path_separator", "os")
+        with self.write() as conn:
+            self.lock(conn, "vodimg.migrate")
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _install_sqlite_hooks(engine: sa.Engine) -> None:
+    """Pragmas on every new connection, and explicit BEGIN statements we control.
+
+    pysqlite's own transaction handling is switched off (``isolation_level = None``) so that the
+    ``begin`` hook decides: BEGIN IMMEDIATE for ``write()``, nothing for ``read()``, plain BEGIN
+    otherwise.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            "foreign_keys=ON",
+            "synchronous=NORMAL",  # durable across application crashes in WAL mode; fast
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        options = conn.get_execution_options()
+        if options.get(_SQLITE_NO_TRANSACTION):
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_SQLITE_IMMEDIATE) else "BEGIN")
