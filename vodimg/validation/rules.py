@@ -5,10 +5,11 @@ its Chinese ``document`` text is recorded here, once. ``tests/validation/test_ru
 each entry against that text where the text gives the figure, so a rule cannot drift from the
 spec silently. Bounds the spec leaves open are marked "(ours)" and explained.
 
-A key ``*.Member`` applies to that member in every structure that has it.
-Each rule's ``check(value, code, path)`` gets a value already of the member's JSON type (finite
-numbers only) and returns it, normalised where the rule says so. A rule that fails raises ``InvalidParameterValue.<Member>`` when that code exists in the error-code
-lists (``vodimg.spec.error_codes()``), else ``InvalidParameterValue``; a rule may name its code.
+A key ``*.Member`` applies to that member in every structure that has it. Each rule's
+``check(value, code, path)`` gets a value already of the member's JSON type (finite numbers only)
+and returns it, normalised where the rule says so. A rule that fails raises
+``InvalidParameterValue.<Member>`` when that code exists in the error-code lists
+(``vodimg.spec.error_codes()``), else ``InvalidParameterValue``; an entry may name its own code.
 """
 
 from __future__ import annotations

@@ -1,0 +1,99 @@
+"""The rules table against the spec's own text: every figure the spec documents is the one the
+rule enforces, every documented range or enum has a rule, every code a rule raises exists."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from vodimg.spec import error_codes
+from vodimg.validation.rules import RULES, Between, MaxChars, MaxItems, OneOf, rule_for
+from tests.validation.specdata import TEMPLATE_ACTIONS, member_spec, objects
+
+# Figures the spec does not state, chosen by us (see the comments in vodimg/validation/rules.py).
+OURS = {
+    "*.SubAppId": "positive: 0 names no application",
+    "AdvancedSuperResolutionConfig.Percent": "(0, 8]: the spec only says it may be fractional",
+    "PatternConfig.EdgeExpansionStep": "0..50: the spec gives only the default 5",
+    "BeautyEffectItem.Type": "non-empty; the names are the engine's",
+    "BeautyFilterItem.Type": "non-empty; the names are the engine's",
+    "BeautyEffectItem.Value": "0..100: a percentage, like the examples",
+    "BeautyFilterItem.Value": "0..100: a percentage, like the examples",
+}
+# Lower bounds that are ours where the spec states only the upper one.
+OUR_LOWER_BOUNDS = {
+    "DescribeProcessImageAsyncTemplatesRequest.Limit", "DescribeTasksRequest.Limit",
+    "AdvancedSuperResolutionConfig.Width", "AdvancedSuperResolutionConfig.Height",
+    "AdvancedSuperResolutionConfig.LongSide", "AdvancedSuperResolutionConfig.ShortSide",
+}
+# Words that mark a documented range, enum or length in the spec's Chinese text.
+DOCUMENTED_LIMIT = re.compile("可选值|取值范围|枚举值|不能超过|长度限制|最大值|最长|&quot;")
+
+
+def _figures(key: str, rule) -> list[str]:
+    """The texts the spec document must contain for ``rule``."""
+    if isinstance(rule, OneOf):
+        return [str(value) for value in rule.values]
+    if isinstance(rule, Between):
+        figures = [str(rule.high)]
+        if key not in OUR_LOWER_BOUNDS:
+            figures.append(str(rule.low))
+        return figures
+    if isinstance(rule, (MaxChars, MaxItems)):
+        return [str(rule.limit)]
+    raise AssertionError(f"unknown rule type {rule!r}")
+
+
+@pytest.mark.parametrize("key", sorted(k for k in RULES if k not in OURS))
+def test_rule_matches_the_spec_text(key):
+    struct, member = key.split(".")
+    document = member_spec(struct, member)["document"]
+    for figure in _figures(key, RULES[key][1]):
+        assert figure in document, f"{key}: {figure!r} not in the spec text {document!r}"
+
+
+@pytest.mark.parametrize("key", sorted(RULES))
+def test_rule_names_a_spec_member_and_a_known_code(key):
+    struct, member = key.split(".")
+    structs = objects() if struct == "*" else {struct: objects()[struct]}
+    holders = [name for name, spec in structs.items()
+               if any(m["name"] == member for m in spec["members"])]
+    assert holders, f"{key} names no member of the spec"
+    for holder in holders:
+        code, _ = rule_for(holder, member)
+        assert code in error_codes()
+
+
+def _reachable(struct: str, seen: set) -> set:
+    if struct not in seen:
+        seen.add(struct)
+        for member in objects()[struct]["members"]:
+            if member["member"] in objects():
+                _reachable(member["member"], seen)
+    return seen
+
+
+def test_every_documented_limit_of_the_template_actions_has_a_rule():
+    structs = set()
+    for action in TEMPLATE_ACTIONS + ("ProcessImageAsync",):
+        _reachable(f"{action}Request", structs)
+    missing = [f"{struct}.{m['name']}" for struct in sorted(structs)
+               for m in objects()[struct]["members"]
+               if DOCUMENTED_LIMIT.search(m["document"]) and rule_for(struct, m["name"]) is None]
+    assert missing == []
+
+
+@pytest.mark.parametrize("member, code", [
+    ("Name", "InvalidParameterValue.Name"), ("Comment", "InvalidParameterValue.Comment"),
+    ("Quality", "InvalidParameterValue.Quality"), ("Format", "InvalidParameterValue.Format"),
+    ("Switch", "InvalidParameterValue.Switch"), ("Type", "InvalidParameterValue.Type"),
+    ("Width", "InvalidParameterValue.Width"), ("Limit", "InvalidParameterValue.Limit"),
+    ("Definitions", "InvalidParameterValue.Definitions"), ("SubAppId", "InvalidParameterValue.SubAppId"),
+    ("Intensity", "InvalidParameterValue"), ("Mode", "InvalidParameterValue"),
+    ("LongSide", "InvalidParameterValue"), ("Percent", "InvalidParameterValue"),
+])
+def test_codes_are_member_specific_where_the_error_list_has_them(member, code):
+    struct = next(name for name, _ in RULES.items() if name.endswith(f".{member}")).split(".")[0]
+    struct = struct if struct != "*" else "DescribeProcessImageAsyncTemplatesRequest"
+    assert rule_for(struct, member)[0] == code
