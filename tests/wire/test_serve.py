@@ -1,0 +1,141 @@
+"""``vodimg serve`` as a user runs it: keys, authentication off, rate limit, HTTPS and tccli."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import certifi
+import httpx
+import pytest
+from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+
+from tests.e2e.server import REPO_ROOT, Server, new_key, started
+from tests.wire.raw import ACTION, answer, error_code, tc3_post
+
+
+def _vodimg(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vodimg", *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT, env=env, timeout=60)
+
+
+@pytest.mark.slow
+def test_first_start_prints_a_key_once_and_it_works(tmp_path):
+    server = Server(tmp_path / "data").start()
+    try:
+        key = server.printed_key()
+        assert key is not None and key["SecretId"].startswith("AKID"), server.output()
+        server.secret_id, server.secret_key = key["SecretId"], key["SecretKey"]
+        assert server.common().call_json(ACTION, {})["Response"]["TotalCount"] >= 1
+        server.stop()
+        server.start()
+        assert server.printed_key() is None  # only the first start prints it
+        assert server.common().call_json(ACTION, {})["Response"]["TotalCount"] >= 1
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_no_auth_accepts_skip_and_any_key_and_warns(tmp_path):
+    server = started(tmp_path / "data", extra_args=("--no-auth",))
+    try:
+        assert "authentication is OFF" in server.output()
+        headers = {"Content-Type": "application/json", "X-TC-Action": ACTION,
+                   "X-TC-Version": "2018-07-17", "Authorization": "SKIP"}
+        assert "Error" not in answer(httpx.post(server.url, content=b"{}", headers=headers))
+        stranger_id, stranger_key = new_key()
+        assert server.common(secret_id=stranger_id, secret_key=stranger_key).call_json(ACTION, {})
+        # Still a protocol: versions and actions are checked.
+        assert error_code(tc3_post(server, version="2020-01-01")) == "NoSuchVersion"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_auth_off_by_environment(tmp_path):
+    server = started(tmp_path / "data", extra_env={"VODIMG_AUTH": "off"})
+    try:
+        headers = {"Content-Type": "application/json", "X-TC-Action": ACTION,
+                   "X-TC-Version": "2018-07-17", "Authorization": "SKIP"}
+        assert "Error" not in answer(httpx.post(server.url, content=b"{}", headers=headers))
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_rate_limit_per_account_and_action(tmp_path):
+    server = started(tmp_path / "data", extra_env={"VODIMG_RATE_LIMIT": "5"})
+    try:
+        codes = [error_code(tc3_post(server)) for _ in range(12)]
+        assert codes.count(None) >= 5 and codes.count("RequestLimitExceeded") >= 1, codes
+        # Another action has its own budget.
+        other = tc3_post(server, b'{"Definition": 1}', action="DeleteProcessImageAsyncTemplate")
+        assert error_code(other) != "RequestLimitExceeded"
+        with pytest.raises(TencentCloudSDKException) as caught:
+            for _ in range(12):
+                server.common().call_json(ACTION, {})
+        assert caught.value.code == "RequestLimitExceeded"
+        time.sleep(1.2)
+        assert error_code(tc3_post(server)) is None
+    finally:
+        server.stop()
+
+
+def test_bad_settings_exit_with_a_message(tmp_path):
+    env = {**os.environ, "VODIMG_PORT": "http"}
+    result = _vodimg("serve", "--data-dir", str(tmp_path), env=env)
+    assert result.returncode == 2 and "VODIMG_PORT" in result.stderr
+    result = _vodimg("serve", "--data-dir", str(tmp_path), "--port", "9100", "--tls-cert", "x.pem",
+                     "--tls-key", "x.key", env={k: v for k, v in os.environ.items() if not k.startswith("VODIMG_")})
+    assert result.returncode == 2 and "--tls-port" in result.stderr
+
+
+@pytest.mark.slow
+def test_https_with_the_local_ca(tmp_path):
+    server = started(tmp_path / "data", tls=True)
+    try:
+        ca = _vodimg("tls", "ca-path", "--data-dir", str(server.data_dir)).stdout.strip()
+        assert Path(ca).is_file() and Path(ca).parent == (server.data_dir / "tls").resolve()
+        client = server.common(https=True, certification=ca)
+        assert client.call_json(ACTION, {"Limit": 1})["Response"]["TotalCount"] >= 1
+        # HTTP keeps working beside HTTPS, and a client that does not trust the CA is refused.
+        assert server.common().call_json(ACTION, {})["Response"]["TotalCount"] >= 1
+        untrusting = server.common(https=True, certification=certifi.where() + ".missing")
+        with pytest.raises(TencentCloudSDKException) as caught:
+            untrusting.call_json(ACTION, {})
+        assert caught.value.code == "ClientNetworkError"
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_tccli_over_https_after_tls_trust(tmp_path):
+    tccli = shutil.which("tccli", path=str(Path(sys.executable).parent))
+    assert tccli, "tccli is a test dependency"
+    server = started(tmp_path / "data", tls=True)
+    try:
+        trust = _vodimg("tls", "trust", "--data-dir", str(server.data_dir))
+        assert trust.returncode == 0, trust.stderr
+        again = _vodimg("tls", "trust", "--data-dir", str(server.data_dir))
+        assert "already in" in again.stdout
+        bundle = Path(certifi.where()).read_text()
+        assert bundle.count("# BEGIN vodimg local CA") == 1
+        env = {**os.environ, "HOME": str(tmp_path)}  # no ~/.tccli of the user
+        result = subprocess.run(
+            [tccli, "vod", "DescribeProcessImageAsyncTemplates", "--endpoint", f"127.0.0.1:{server.tls_port}",
+             "--secretId", server.secret_id, "--secretKey", server.secret_key, "--region", "ap-guangzhou",
+             "--Limit", "2"],
+            capture_output=True, text=True, env=env, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert '"TotalCount"' in result.stdout and '"RequestId"' in result.stdout
+        wrong = subprocess.run(
+            [tccli, "vod", "DescribeProcessImageAsyncTemplates", "--endpoint", f"127.0.0.1:{server.tls_port}",
+             "--secretId", server.secret_id, "--secretKey", "w" * 32, "--region", "ap-guangzhou"],
+            capture_output=True, text=True, env=env, timeout=120)
+        assert "AuthFailure.SignatureFailure" in wrong.stdout + wrong.stderr
+    finally:
+        server.stop()
