@@ -1,0 +1,82 @@
+"""The VOD actions: one provider for the service, its behaviour driven by the spec.
+
+``VodProvider.call`` validates an action's parameters against the spec's ``<Action>Request``
+(vodimg/validation), resolves the application (SubAppId, or the account's default), and runs the
+action's method, which calls the domain services and returns the fields of ``<Action>Response``
+without RequestId (the wire layer adds it). Adding an action is one method decorated with
+``@action("<Action>")``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from vodimg.domain.accounts import AccountService
+from vodimg.domain.templates import TemplateService
+from vodimg.errors import ApiError
+from vodimg.validation import validate_request
+
+# Defaults the spec documents for DescribeProcessImageAsyncTemplates (默认值：0 / 默认值：10).
+DEFAULT_OFFSET = 0
+DEFAULT_LIMIT = 10
+
+_ACTIONS: dict[str, Callable] = {}
+
+
+def action(name: str):
+    """Register the decorated method as the implementation of action ``name``; the method takes
+    ``(self, sub_app_id, params)`` with validated params and returns the response fields."""
+
+    def register(method):
+        _ACTIONS[name] = method
+        return method
+
+    return register
+
+
+class VodProvider:
+    actions: frozenset[str] = frozenset()  # set below, from the registry
+
+    def __init__(self, accounts: AccountService, templates: TemplateService):
+        self._accounts = accounts
+        self._templates = templates
+
+    def call(self, action: str, app_id: int, params: dict, *, from_strings: bool = False) -> dict:
+        """Run ``action`` for account ``app_id``; returns the response fields without RequestId.
+        Raises ApiError (InvalidAction for an action not implemented here)."""
+        method = _ACTIONS.get(action)
+        if method is None:
+            raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+        valid = validate_request(action, params, from_strings=from_strings)
+        sub_app_id = self._accounts.resolve_sub_app(app_id, valid.get("SubAppId"))
+        return method(self, sub_app_id, valid)
+
+    # --- image async processing templates ------------------------------------------------------
+
+    @action("CreateProcessImageAsyncTemplate")
+    def _create_template(self, sub_app_id: int, params: dict) -> dict:
+        definition = self._templates.create(
+            sub_app_id, params.get("Name", ""), params.get("Comment", ""), params["ProcessImageConfigure"])
+        return {"Definition": definition}
+
+    @action("ModifyProcessImageAsyncTemplate")
+    def _modify_template(self, sub_app_id: int, params: dict) -> dict:
+        self._templates.modify(
+            sub_app_id, params["Definition"], params.get("Name"), params.get("Comment"),
+            params.get("ProcessImageConfigure"))
+        return {}
+
+    @action("DeleteProcessImageAsyncTemplate")
+    def _delete_template(self, sub_app_id: int, params: dict) -> dict:
+        self._templates.delete(sub_app_id, params["Definition"])
+        return {}
+
+    @action("DescribeProcessImageAsyncTemplates")
+    def _describe_templates(self, sub_app_id: int, params: dict) -> dict:
+        total, items = self._templates.describe(
+            sub_app_id, params.get("Definitions") or None,
+            params.get("Offset", DEFAULT_OFFSET), params.get("Limit", DEFAULT_LIMIT))
+        return {"TotalCount": total, "ProcessImageAsyncTemplateSet": items}
+
+
+VodProvider.actions = frozenset(_ACTIONS)
