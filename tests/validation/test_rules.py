@@ -8,7 +8,7 @@ import re
 import pytest
 
 from vodimg.spec import error_codes
-from vodimg.validation.rules import RULES, Between, MaxChars, MaxItems, OneOf, rule_for
+from vodimg.validation.rules import RULES, Between, Chars, MaxItems, OneOf, rule_for, rules_table
 from tests.validation.specdata import TEMPLATE_ACTIONS, member_spec, objects
 
 # Figures the spec does not state, chosen by us (see the comments in vodimg/validation/rules.py).
@@ -40,7 +40,9 @@ def _figures(key: str, rule) -> list[str]:
         if key not in OUR_LOWER_BOUNDS:
             figures.append(str(rule.low))
         return figures
-    if isinstance(rule, (MaxChars, MaxItems)):
+    if isinstance(rule, Chars):
+        return [str(rule.max_chars)]
+    if isinstance(rule, MaxItems):
         return [str(rule.limit)]
     raise AssertionError(f"unknown rule type {rule!r}")
 
@@ -97,3 +99,10 @@ def test_codes_are_member_specific_where_the_error_list_has_them(member, code):
     struct = next(name for name, _ in RULES.items() if name.endswith(f".{member}")).split(".")[0]
     struct = struct if struct != "*" else "DescribeProcessImageAsyncTemplatesRequest"
     assert rule_for(struct, member)[0] == code
+
+
+def test_rules_table_lists_every_rule_with_its_code():
+    table = rules_table().splitlines()
+    assert len(table) == 2 + len(RULES)
+    assert "| `ImageEncodeConfig.Quality` | from 1 to 100 | `InvalidParameterValue.Quality` |" in table
+    assert "| `SuperResolutionInfo.Size` | 2 | `InvalidParameterValue` |" in table

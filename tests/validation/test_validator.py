@@ -244,7 +244,9 @@ RANGE_CASES = [
     (("EnhanceConfig", "LowLightEnhance", "Type"), ["normal"], ["strong"], "InvalidParameterValue.Type"),
     (("BeautyConfig", "BeautyEffectItems", 0, "Switch"), ["ON", "OFF"], ["off"], "InvalidParameterValue.Switch"),
     (("BeautyConfig", "BeautyEffectItems", 0, "Value"), [0, 100], [-1, 101], "InvalidParameterValue"),
-    (("BeautyConfig", "BeautyEffectItems", 0, "Type"), ["Whiten", "x" * 64], ["", "x" * 65],
+    # Beauty Type names are the engine's to check; here only "not empty".
+    (("BeautyConfig", "BeautyEffectItems", 0, "Type"), ["Whiten", "x" * 1000], [""], "InvalidParameterValue.Type"),
+    (("BeautyConfig", "BeautyFilterItems", 0, "Type"), ["beauty.faceFeatureSoftlight"], [""],
      "InvalidParameterValue.Type"),
     (("BeautyConfig", "BeautyFilterItems", 0, "Value"), [0, 100], [101], "InvalidParameterValue"),
     (("BeautyConfig", "BeautyFilterItems", 0, "Switch"), ["ON"], ["true"], "InvalidParameterValue.Switch"),

@@ -30,6 +30,8 @@ class OneOf:
     ignore_case: bool = False
 
     def describe(self) -> str:
+        if len(self.values) == 1:
+            return str(self.values[0])
         listed = ", ".join(str(value) for value in self.values)
         return "one of " + listed + (" (any case)" if self.ignore_case else "")
 
@@ -67,20 +69,24 @@ class Between:
 
 
 @dataclass(frozen=True)
-class MaxChars:
-    """At most ``limit`` characters (Unicode code points, not bytes), at least ``min_chars``."""
+class Chars:
+    """A string of ``min_chars`` to ``max_chars`` characters (Unicode code points, not bytes);
+    ``max_chars`` None: no upper limit."""
 
-    limit: int
+    max_chars: int | None = None
     min_chars: int = 0
 
     def describe(self) -> str:
+        if self.max_chars is None:
+            return f"at least {self.min_chars} character{'s' if self.min_chars != 1 else ''} long"
         if self.min_chars:
-            return f"{self.min_chars} to {self.limit} characters long"
-        return f"at most {self.limit} characters long"
+            return f"{self.min_chars} to {self.max_chars} characters long"
+        return f"at most {self.max_chars} characters long"
 
     def check(self, value, code: str, path: str):
-        if not self.min_chars <= len(value) <= self.limit:
-            raise ApiError(code, f"{path} must be {self.describe()}; got {len(value)} characters.")
+        length = len(value)
+        if length < self.min_chars or (self.max_chars is not None and length > self.max_chars):
+            raise ApiError(code, f"{path} must be {self.describe()}; got {length} characters.")
         return value
 
 
@@ -99,18 +105,20 @@ class MaxItems:
         return value
 
 
-Rule = OneOf | Between | MaxChars | MaxItems
+Rule = OneOf | Between | Chars | MaxItems
 
 ON_OFF = OneOf(("ON", "OFF"))
 WEAK_NORMAL_STRONG = OneOf(("weak", "normal", "strong"))
 UNIT_INTERVAL = Between(0.0, 1.0)
-SIDE = Between(1, 4096)
-TEMPLATE_NAME = MaxChars(64)
-TEMPLATE_COMMENT = MaxChars(256)
+NON_EMPTY = Chars(min_chars=1)
+SIDE = Between(1, 4096)  # the spec: "不能超过4096" (at most 4096); lower bound 1 is ours
+TEMPLATE_NAME = Chars(max_chars=64)
+TEMPLATE_COMMENT = Chars(max_chars=256)
 
 # Default and upper bound of AdvancedSuperResolution.Percent (ours: the spec gives neither; the
 # default matches the example's "2.0" and SuperResolution's Size 2; above 8x an image bigger than
-# 512 px per side would pass the 4096 px limit its Width/Height documents).
+# 512 px per side would pass the 4096 px limit its Width/Height documents). The engine, which
+# imports nothing outside vodimg/engine, must apply the same default.
 ADVANCED_SR_DEFAULT_PERCENT = 2.0
 ADVANCED_SR_MAX_PERCENT = 8.0
 
@@ -158,13 +166,14 @@ RULES: dict[str, tuple[str | None, Rule]] = {
     "FaceEnhanceInfo.Intensity": (None, UNIT_INTERVAL),
     "LowLightEnhanceInfo.Switch": (None, ON_OFF),
     "LowLightEnhanceInfo.Type": (None, OneOf(("normal",))),
-    # Beauty: the Type names are the engine's (vodimg/engine/steps/beauty.py checks them); the
-    # spec documents no range for Value (ours: a percentage, like the examples 90 and 30).
+    # Beauty: the spec lists no Type names; the image engine defines and checks them, so here a
+    # Type only has to be non-empty. No range is documented for Value (ours: a percentage, like
+    # the examples 90 and 30).
     "BeautyEffectItem.Switch": (None, ON_OFF),
-    "BeautyEffectItem.Type": (None, MaxChars(64, min_chars=1)),
+    "BeautyEffectItem.Type": (None, NON_EMPTY),
     "BeautyEffectItem.Value": (None, Between(0, 100)),
     "BeautyFilterItem.Switch": (None, ON_OFF),
-    "BeautyFilterItem.Type": (None, MaxChars(64, min_chars=1)),
+    "BeautyFilterItem.Type": (None, NON_EMPTY),
     "BeautyFilterItem.Value": (None, Between(0, 100)),
     # Cut-out
     "AiCutOutConfig.Switch": (None, ON_OFF),
@@ -178,10 +187,10 @@ RULES: dict[str, tuple[str | None, Rule]] = {
     "PatternConfig.EdgeBlendingIntensity": (None, UNIT_INTERVAL),
     # Image task submission (ProcessImageAsync)
     "ProcessImageAsyncRequest.TasksPriority": (None, Between(-10, 10)),
-    "ProcessImageAsyncRequest.SessionId": ("InvalidParameterValue.SessionIdTooLong", MaxChars(50)),
+    "ProcessImageAsyncRequest.SessionId": ("InvalidParameterValue.SessionIdTooLong", Chars(max_chars=50)),
     "ProcessImageAsyncRequest.SessionContext": (
-        "InvalidParameterValue.SessionContextTooLong", MaxChars(1000)),
-    "ProcessImageAsyncOutputConfig.MediaName": (None, MaxChars(64)),
+        "InvalidParameterValue.SessionContextTooLong", Chars(max_chars=1000)),
+    "ProcessImageAsyncOutputConfig.MediaName": (None, Chars(max_chars=64)),
 }
 
 
@@ -205,3 +214,13 @@ def _short(value) -> str:
     """A bounded rendering of a client's value for an error message."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def rules_table() -> str:
+    """The rules as a Markdown table, for the documentation:
+    ``python -c "from vodimg.validation.rules import rules_table; print(rules_table())"``."""
+    lines = ["| parameter | allowed | error code |", "|---|---|---|"]
+    for key, (code, rule) in RULES.items():
+        struct, member = key.split(".")
+        lines.append(f"| `{key}` | {rule.describe()} | `{code or value_error_code(member)}` |")
+    return "\n".join(lines)
