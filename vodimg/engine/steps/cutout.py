@@ -1,0 +1,285 @@
+"""AiCutOut: cut the subject out into the frame's alpha channel.
+
+Type ``foreground`` (default): salient-object segmentation with U2-Net-p (packaged ONNX weights,
+onnxruntime on one thread, deterministic).
+
+- ``cutout-1.0-lite`` (default Model): one pass at the network's 320x320 input, the saliency map
+  upscaled bilinearly to the image size.
+- ``cutout-1.0-flash``: the image and its mirror image are both segmented and averaged (fewer
+  holes and stray blobs), and the upscaled map is refined at full resolution with a guided filter
+  led by the image, so the alpha edge follows the object's real edge instead of a blurred
+  320 px outline.
+
+Type ``pattern``: extract a printed pattern from a plain background (see ``extract_pattern``).
+The background must be roughly one colour at the image border.
+
+The colour pixels are kept (foreground) or decontaminated at the pattern's soft edge (pattern).
+An input alpha is multiplied with the cut-out's. Formats without alpha are flattened on white
+by the encoder.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+import cv2
+import numpy as np
+
+from vodimg.engine.errors import InvalidConfig
+from vodimg.engine.frame import Frame, StepContext
+
+TYPES = ("foreground", "pattern")
+MODELS = ("cutout-1.0-lite", "cutout-1.0-flash")
+DEFAULT_TYPE = "foreground"
+DEFAULT_MODEL = "cutout-1.0-lite"
+
+NETWORK_SIDE = 320  # U2-Net-p's fixed input size
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
+    cutout_type = options.get("Type") or DEFAULT_TYPE
+    if cutout_type == "foreground":
+        bgr, alpha = frame.bgr, foreground_alpha(frame.bgr, options.get("Model") or DEFAULT_MODEL, ctx)
+    elif cutout_type == "pattern":
+        bgr, alpha = extract_pattern(frame.bgr, PatternOptions.from_config(options.get("PatternConfig") or {}))
+    else:
+        raise InvalidConfig(f"AiCutOut Type {cutout_type!r} is not supported; use one of: {', '.join(TYPES)}")
+    if frame.alpha is not None:
+        alpha = ((alpha.astype(np.uint16) * frame.alpha + 127) // 255).astype(np.uint8)
+    return Frame(bgr=bgr, alpha=alpha)
+
+
+# --- foreground --------------------------------------------------------------------------------
+
+
+def foreground_alpha(bgr: np.ndarray, model: str, ctx: StepContext) -> np.ndarray:
+    """uint8 alpha (H, W) of the salient object."""
+    if model not in MODELS:
+        raise InvalidConfig(f"AiCutOut Model {model!r} is not supported; use one of: {', '.join(MODELS)}")
+    height, width = bgr.shape[:2]
+    ctx.check_deadline()
+    saliency = saliency_map(bgr)
+    if model == "cutout-1.0-flash":
+        ctx.progress(0.4)
+        ctx.check_deadline()
+        saliency = (saliency + saliency_map(np.ascontiguousarray(bgr[:, ::-1]))[:, ::-1]) / 2.0
+        ctx.progress(0.8)
+        upscaled = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
+        refined = refine_edges(bgr, upscaled)
+    else:
+        refined = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
+    ctx.progress(1.0)
+    return np.clip(np.rint(refined * 255.0), 0, 255).astype(np.uint8)
+
+
+def saliency_map(bgr: np.ndarray) -> np.ndarray:
+    """U2-Net-p's saliency (0-1, float32, NETWORK_SIDE square) for an image of any size."""
+    side = (NETWORK_SIDE, NETWORK_SIDE)
+    shrinking = bgr.shape[0] * bgr.shape[1] > NETWORK_SIDE * NETWORK_SIDE
+    small = cv2.resize(bgr, side, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).astype(np.float32)
+    rgb /= max(1.0, float(rgb.max()))  # as the model was trained: scaled by the image's maximum
+    tensor = ((rgb - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)[None]
+    session = _session()
+    output = session.run([session.get_outputs()[0].name], {session.get_inputs()[0].name: tensor})[0]
+    return np.clip(output[0, 0], 0.0, 1.0).astype(np.float32)
+
+
+def refine_edges(bgr: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """Snap an upscaled 0-1 mask to the image's edges with a guided filter (grey guide).
+
+    The radius covers the blur of upscaling from NETWORK_SIDE; the result is re-sharpened so that
+    confident regions stay fully opaque or transparent.
+    """
+    height, width = coarse.shape
+    upscale = max(height, width) / NETWORK_SIDE
+    radius = max(2, int(round(2.0 * upscale)))
+    guide = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+    filtered = guided_filter(guide, coarse, radius, 1e-4)
+    return np.clip((filtered - 0.05) / 0.9, 0.0, 1.0)
+
+
+def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He et al.'s guided filter, grey guide, float32 arrays of one shape."""
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, -1, size, borderType=cv2.BORDER_REFLECT)
+
+    mean_guide, mean_source = mean(guide), mean(source)
+    a = (mean(guide * source) - mean_guide * mean_source) / (mean(guide * guide) - mean_guide**2 + eps)
+    b = mean_source - a * mean_guide
+    return mean(a) * guide + mean(b)
+
+
+@functools.cache
+def _session():
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1  # deterministic, and fair to other work on shared cores
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    weights = resources.files("vodimg.engine") / "weights" / "u2netp" / "u2netp.onnx"
+    return onnxruntime.InferenceSession(weights.read_bytes(), options, providers=["CPUExecutionProvider"])
+
+
+# --- pattern -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PatternOptions:
+    """PatternConfig with the spec's defaults."""
+
+    transparency_threshold: int = 30
+    opaque_threshold: int = 127
+    edge_sampling_step: int = 5
+    edge_expansion_step: int = 5
+    edge_blending_intensity: float = 0.5
+
+    @classmethod
+    def from_config(cls, config: dict) -> "PatternOptions":
+        defaults = cls()
+        options = cls(
+            transparency_threshold=int(config.get("TransparencyThreshold", defaults.transparency_threshold)),
+            opaque_threshold=int(config.get("OpaqueThreshold", defaults.opaque_threshold)),
+            edge_sampling_step=int(config.get("EdgeSamplingStep", defaults.edge_sampling_step)),
+            edge_expansion_step=int(config.get("EdgeExpansionStep", defaults.edge_expansion_step)),
+            edge_blending_intensity=float(config.get("EdgeBlendingIntensity", defaults.edge_blending_intensity)),
+        )
+        options.check()
+        return options
+
+    def check(self) -> None:
+        ranges = (
+            ("TransparencyThreshold", self.transparency_threshold, 0, 255),
+            ("OpaqueThreshold", self.opaque_threshold, 0, 255),
+            ("EdgeSamplingStep", self.edge_sampling_step, 1, 10),
+            ("EdgeExpansionStep", self.edge_expansion_step, 0, MAX_EDGE_EXPANSION),
+            ("EdgeBlendingIntensity", self.edge_blending_intensity, 0.0, 1.0),
+        )
+        for name, value, low, high in ranges:
+            if not low <= value <= high:
+                raise InvalidConfig(f"PatternConfig.{name} must be between {low} and {high}, got {value}")
+        if self.opaque_threshold <= self.transparency_threshold:
+            raise InvalidConfig("PatternConfig.OpaqueThreshold must be greater than TransparencyThreshold")
+
+
+MAX_EDGE_EXPANSION = 100  # px; the spec gives no upper bound
+BORDER_FRACTION = 0.02  # width of the border strip that samples the background colour
+MIN_PATTERN_CONTRAST = 6.0  # CIE76 delta E above the background noise that counts as "surely pattern"
+
+
+def extract_pattern(bgr: np.ndarray, options: PatternOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Pattern on a plain background -> (decontaminated BGR, uint8 alpha).
+
+    1. Background colour: median of a border strip (in CIE Lab); its noise level is the 99th
+       percentile of the strip's distances to that colour.
+    2. Sure background / sure pattern: distance to the background below the noise level /
+       above it by MIN_PATTERN_CONTRAST, each eroded by one pixel so edges are left unknown.
+    3. Alpha of every other pixel by local colour sampling: the mean colours of sure pattern (F)
+       and sure background (B) within EdgeSamplingStep pixels, and alpha = the pixel's position
+       on the line from B to F (the compositing equation C = aF + (1 - a)B solved for a).
+    4. Thresholds: alpha below TransparencyThreshold -> 0, above OpaqueThreshold -> 255, values
+       between stretched linearly to 0-255.
+    5. Edge expansion and blending: within EdgeExpansionStep pixels on either side of the
+       pattern's outline, alpha moves towards a linear ramp across that band by
+       EdgeBlendingIntensity (0: keep the sharp matte; 1: a full feather of 2 x EdgeExpansionStep px).
+    6. Colour decontamination: soft pixels take the local pattern colour, so the feathered edge
+       fades the pattern itself instead of showing a fringe of the old background.
+    """
+    image = bgr.astype(np.float32)
+    lab = cv2.cvtColor(image / 255.0, cv2.COLOR_BGR2Lab)
+    background_lab, noise = _background(lab)
+    distance = np.linalg.norm(lab - background_lab, axis=-1)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    sure_background = cv2.erode((distance <= noise).astype(np.uint8), cross)
+    sure_pattern = cv2.erode((distance > noise + MIN_PATTERN_CONTRAST).astype(np.uint8), cross)
+    background_bgr = np.median(image[_border_mask(image.shape[:2])], axis=0)
+    alpha = _sampled_alpha(image, distance, sure_pattern, sure_background, background_bgr, options.edge_sampling_step)
+    alpha = _apply_thresholds(alpha * 255.0, options.transparency_threshold, options.opaque_threshold)
+    alpha = _expand_edges(alpha, options.edge_expansion_step, options.edge_blending_intensity)
+    colour = _decontaminate(image, alpha, sure_pattern, options.edge_sampling_step + options.edge_expansion_step)
+    return colour, np.clip(np.rint(alpha), 0, 255).astype(np.uint8)
+
+
+def _border_mask(shape: tuple[int, int]) -> np.ndarray:
+    width = max(2, int(round(BORDER_FRACTION * min(shape))))
+    mask = np.ones(shape, bool)
+    mask[width:-width, width:-width] = False
+    return mask
+
+
+def _background(lab: np.ndarray) -> tuple[np.ndarray, float]:
+    border = lab[_border_mask(lab.shape[:2])]
+    colour = np.median(border, axis=0)
+    noise = float(np.percentile(np.linalg.norm(border - colour, axis=-1), 99))
+    return colour, max(noise, 1.0)
+
+
+def _local_mean(image: np.ndarray, mask: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean colour of the masked pixels within ``radius`` of each pixel, and how many there were."""
+    size = (2 * radius + 1, 2 * radius + 1)
+    weight = mask.astype(np.float32)
+    count = cv2.boxFilter(weight, -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    total = cv2.boxFilter(image * weight[..., None], -1, size, normalize=False, borderType=cv2.BORDER_CONSTANT)
+    return total / np.maximum(count, 1e-6)[..., None], count
+
+
+def _sampled_alpha(
+    image: np.ndarray,
+    distance: np.ndarray,
+    sure_pattern: np.ndarray,
+    sure_background: np.ndarray,
+    background_bgr: np.ndarray,
+    step: int,
+) -> np.ndarray:
+    """0-1 alpha: 1 / 0 on sure pixels, local projection between sampled colours elsewhere."""
+    foreground, foreground_count = _local_mean(image, sure_pattern, step)
+    background, background_count = _local_mean(image, sure_background, step)
+    background = np.where((background_count > 0)[..., None], background, background_bgr)
+    span = foreground - background
+    span2 = (span * span).sum(axis=-1)
+    projected = ((image - background) * span).sum(axis=-1) / np.maximum(span2, 1e-6)
+    # Where no pattern colour was sampled nearby (thin strokes, faint colours), fall back on the
+    # distance to the background relative to the typical pattern's distance.
+    typical = float(np.median(distance[sure_pattern > 0])) if sure_pattern.any() else float(distance.max())
+    fallback = distance / max(typical, 1e-6)
+    usable = (foreground_count > 0) & (span2 > 20.0**2)
+    alpha = np.clip(np.where(usable, projected, fallback), 0.0, 1.0)
+    alpha[sure_pattern > 0] = 1.0
+    alpha[sure_background > 0] = 0.0
+    return alpha.astype(np.float32)
+
+
+def _apply_thresholds(alpha: np.ndarray, transparent: int, opaque: int) -> np.ndarray:
+    stretched = (alpha - transparent) * (255.0 / (opaque - transparent))
+    return np.where(alpha < transparent, 0.0, np.where(alpha > opaque, 255.0, np.clip(stretched, 0.0, 255.0)))
+
+
+def _expand_edges(alpha: np.ndarray, expansion: int, blending: float) -> np.ndarray:
+    if expansion == 0 or blending == 0.0:
+        return alpha
+    inside = (alpha >= 128).astype(np.uint8)
+    inside_depth = cv2.distanceTransform(inside, cv2.DIST_L2, 3)  # px to the nearest outside pixel
+    outside_depth = cv2.distanceTransform(1 - inside, cv2.DIST_L2, 3)
+    signed = np.where(inside > 0, inside_depth - 0.5, 0.5 - outside_depth)  # > 0 inside the outline
+    ramp = np.clip((signed + expansion) / (2.0 * expansion), 0.0, 1.0) * 255.0
+    band = np.abs(signed) < expansion
+    return np.where(band, alpha + blending * (ramp - alpha), alpha).astype(np.float32)
+
+
+def _decontaminate(image: np.ndarray, alpha: np.ndarray, sure_pattern: np.ndarray, radius: int) -> np.ndarray:
+    soft = (alpha > 0) & (alpha < 255) & (sure_pattern == 0)
+    if not soft.any() or not sure_pattern.any():
+        return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    foreground, count = _local_mean(image, sure_pattern, max(1, radius))
+    replace = soft & (count > 0)
+    out = image.copy()
+    out[replace] = foreground[replace]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
