@@ -345,12 +345,19 @@ def test_from_strings_keeps_strings_strings():
     assert result["Name"] == "123"
 
 
-@pytest.mark.parametrize("text", ["", " 5", "5 ", "1_000", "0x10", "5.0", "1e3", "abc", "٣", "9" * 25])
+@pytest.mark.parametrize("text", ["", " 5", "5 ", "1_000", "0x10", "5.0", "1e3", "abc", "٣", "9" * 41])
 def test_from_strings_refuses_integers_that_do_not_parse(text):
     error = refused(DELETE, {"Definition": text}, from_strings=True)
     assert error.code == "InvalidParameter"
     assert error.message.startswith("Definition must be a 64-bit integer; got ")
     assert "does not parse" in error.message
+
+
+def test_from_strings_integers_beyond_64_bits_are_out_of_range():
+    assert validate_request(DELETE, {"Definition": str(2**63 - 1)}, from_strings=True)["Definition"] == 2**63 - 1
+    for text in (str(2**63), "9" * 40):
+        error = refused(DELETE, {"Definition": text}, from_strings=True)
+        assert error.code == "InvalidParameter" and "out of range" in error.message
 
 
 @pytest.mark.parametrize("text, value", [("0.5", 0.5), ("1", 1.0), (".25", 0.25), ("1e-1", 0.1), ("+0.0", 0.0)])

@@ -32,7 +32,7 @@ STRUCT_CHECKS = {"ProcessImageAsyncTask": check_configure}
 
 # Strict number syntax for values that arrive as strings (Python's int()/float() also accept
 # underscores, surrounding spaces, "nan" and "infinity", none of which a client means).
-_INT_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
+_INT_TEXT = re.compile(r"[+-]?[0-9]{1,40}")  # longer than 64 bits: then "out of range"
 _FLOAT_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
 _JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
