@@ -1,0 +1,195 @@
+"""The fixed step order, step dispatch, progress and deadline (see docs/engine.md, "Pipeline").
+
+decode -> low-light -> denoise -> super-resolution -> quality enhance -> face enhance ->
+colour enhance -> sharpen -> beauty -> cut-out -> encode: noise is removed before it is enlarged
+or sharpened, and cut-out sees the finished picture.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import time
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable
+
+import numpy as np
+
+from vodimg.engine import codec
+from vodimg.engine.errors import InvalidConfig, LimitExceeded, ProcessingTimeout
+from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.limits import Limits
+
+STEP_PACKAGE = "vodimg.engine.steps"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    module: str  # vodimg.engine.steps.<module>
+    capability: str  # where its options live in ProcessImageConfigure (for messages)
+    weight: float  # share of the progress bar, roughly its cost
+    switch_default: str = "OFF"  # the Switch of a given capability object that leaves it out
+
+
+# The order the steps run in. A capability runs only when its object is given and its Switch
+# (or, for ones whose spec default is ON, a missing Switch) is ON.
+ENHANCE_STEPS = (
+    StepSpec("lowlight", "EnhanceConfig.LowLightEnhance", 3),
+    StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON"),
+    StepSpec("superres", "EnhanceConfig.SuperResolution", 60),
+    StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, switch_default="ON"),
+    StepSpec("quality", "EnhanceConfig.ImageQualityEnhance", 8),
+    StepSpec("face", "EnhanceConfig.FaceEnhance", 8),
+    StepSpec("color", "EnhanceConfig.ColorEnhance", 2),
+    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2),
+    StepSpec("beauty", "BeautyConfig", 5),
+    StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON"),
+)
+DECODE_WEIGHT, ENCODE_WEIGHT = 2.0, 3.0
+# Type filled in when absent so superres.apply tells the two families apart by Type alone.
+SUPERRES_DEFAULT_TYPE = {
+    "EnhanceConfig.SuperResolution": "lq",
+    "EnhanceConfig.AdvancedSuperResolution": "standard",
+}
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    spec: StepSpec
+    options: dict
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    data: bytes
+    format: str  # "JPEG", "PNG", "BMP" or "WebP"
+    width: int
+    height: int
+    size: int  # len(data)
+
+
+def plan(configure: dict) -> list[PlannedStep]:
+    """The steps a ProcessImageConfigure turns on, in pipeline order, with their options."""
+    planned = []
+    for spec in ENHANCE_STEPS:
+        options = _capability(configure, spec.capability)
+        if options is not None and _is_on(spec, options):
+            planned.append(PlannedStep(spec, _with_defaults(spec, options)))
+    return planned
+
+
+def _capability(configure: dict, path: str) -> dict | None:
+    value: object = configure
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else None
+
+
+def _is_on(spec: StepSpec, options: dict) -> bool:
+    if spec.module == "beauty":  # ImageBeautyConfig has no Switch: its items do
+        items = (options.get("BeautyEffectItems") or []) + (options.get("BeautyFilterItems") or [])
+        return any(isinstance(item, dict) and item.get("Switch") == "ON" for item in items)
+    return options.get("Switch", spec.switch_default) == "ON"
+
+
+def _with_defaults(spec: StepSpec, options: dict) -> dict:
+    default_type = SUPERRES_DEFAULT_TYPE.get(spec.capability)
+    if default_type is None or options.get("Type"):
+        return options
+    return {**options, "Type": default_type}
+
+
+def load_step(name: str) -> ModuleType:
+    """Import vodimg.engine.steps.<name> on first use (a model costs only when used)."""
+    module_name = f"{STEP_PACKAGE}.{name}"
+    if importlib.util.find_spec(module_name) is None:
+        raise InvalidConfig(f"this build has no '{name}' step: {module_name} is not installed")
+    return importlib.import_module(module_name)
+
+
+class ProgressTracker:
+    """Turns per-step fractions into one overall fraction, weighted by step cost, never falling."""
+
+    def __init__(self, weights: list[float], report: Callable[[float], None] | None):
+        self._starts = np.concatenate([[0.0], np.cumsum(weights)])
+        self._total = float(self._starts[-1])
+        self._report = report
+        self._last = 0.0
+
+    def at(self, index: int, fraction: float = 0.0) -> None:
+        """Unit ``index`` is ``fraction`` done (units: decode, the planned steps, encode)."""
+        if self._report is None:
+            return
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        done = (self._starts[index] + fraction * (self._starts[index + 1] - self._starts[index]))
+        overall = min(done / self._total, 1.0)
+        if overall > self._last:
+            self._last = overall
+            self._report(overall)
+
+    def for_unit(self, index: int) -> Callable[[float], None]:
+        return lambda fraction: self.at(index, fraction)
+
+
+def run(
+    data: bytes,
+    configure: dict,
+    limits: Limits,
+    progress: Callable[[float], None] | None = None,
+) -> ProcessedImage:
+    started = time.monotonic()
+    deadline = started + limits.max_seconds
+    steps = plan(configure or {})
+    modules = [load_step(step.spec.module) for step in steps]  # fail before decoding
+    tracker = ProgressTracker(
+        [DECODE_WEIGHT] + [step.spec.weight for step in steps] + [ENCODE_WEIGHT], progress
+    )
+
+    source = codec.decode(data, limits)
+    settings = codec.output_settings(source, (configure or {}).get("EncodeConfig"))
+    frame = source.frame
+    tracker.at(0, 1.0)
+    for index, (step, module) in enumerate(zip(steps, modules), start=1):
+        _check_deadline(deadline, limits, f"before {step.spec.capability}")
+        ctx = StepContext(
+            deadline=deadline,
+            progress=tracker.for_unit(index),
+            max_output_pixels=limits.max_output_pixels,
+        )
+        frame = _checked(module.apply(frame, step.options, ctx), step.spec)
+        _check_output_pixels(frame, limits)
+        tracker.at(index, 1.0)
+
+    _check_deadline(deadline, limits, "before encoding")
+    _check_output_pixels(frame, limits)
+    encoded = codec.encode(frame, settings)
+    tracker.at(len(steps) + 1, 1.0)
+    return ProcessedImage(encoded, settings.format, frame.width, frame.height, len(encoded))
+
+
+def _check_deadline(deadline: float, limits: Limits, where: str) -> None:
+    if time.monotonic() > deadline:
+        raise ProcessingTimeout(
+            f"processing took longer than the limit of {limits.max_seconds:g} s ({where})"
+        )
+
+
+def _check_output_pixels(frame: Frame, limits: Limits) -> None:
+    if frame.width * frame.height > limits.max_output_pixels:
+        raise LimitExceeded(
+            f"the result would be {frame.width}x{frame.height} = {frame.width * frame.height} "
+            f"pixels, more than the limit of {limits.max_output_pixels}"
+        )
+
+
+def _checked(frame: Frame, spec: StepSpec) -> Frame:
+    """A step's result must keep the Frame contract; a breach is a bug in that step."""
+    bgr, alpha = frame.bgr, frame.alpha
+    if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
+        raise RuntimeError(f"step {spec.module} returned {bgr.dtype} pixels of shape {bgr.shape}")
+    if alpha is not None and (alpha.dtype != np.uint8 or alpha.shape != bgr.shape[:2]):
+        raise RuntimeError(f"step {spec.module} returned alpha of shape {alpha.shape}, not {bgr.shape[:2]}")
+    if not bgr.flags.c_contiguous:
+        frame = Frame(np.ascontiguousarray(bgr), alpha)
+    return frame
