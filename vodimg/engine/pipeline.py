@@ -11,7 +11,6 @@ import importlib
 import importlib.util
 import time
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Callable
 
 import numpy as np
@@ -29,7 +28,8 @@ class StepSpec:
     module: str  # vodimg.engine.steps.<module>
     capability: str  # where its options live in ProcessImageConfigure (for messages)
     weight: float  # share of the progress bar, roughly its cost
-    switch_default: str = "OFF"  # the Switch of a given capability object that leaves it out
+    switch_default: str = "OFF"  # the spec's default for a Switch left out of a given object
+    function: str = "apply"  # the module's entry point for this capability
 
 
 # The order the steps run in. A capability runs only when its object is given and its Switch
@@ -38,7 +38,7 @@ ENHANCE_STEPS = (
     StepSpec("lowlight", "EnhanceConfig.LowLightEnhance", 3),
     StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON"),
     StepSpec("superres", "EnhanceConfig.SuperResolution", 60),
-    StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, switch_default="ON"),
+    StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, "ON", "apply_advanced"),
     StepSpec("quality", "EnhanceConfig.ImageQualityEnhance", 8),
     StepSpec("face", "EnhanceConfig.FaceEnhance", 8),
     StepSpec("color", "EnhanceConfig.ColorEnhance", 2),
@@ -47,11 +47,6 @@ ENHANCE_STEPS = (
     StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON"),
 )
 DECODE_WEIGHT, ENCODE_WEIGHT = 2.0, 3.0
-# Type filled in when absent so superres.apply tells the two families apart by Type alone.
-SUPERRES_DEFAULT_TYPE = {
-    "EnhanceConfig.SuperResolution": "lq",
-    "EnhanceConfig.AdvancedSuperResolution": "standard",
-}
 
 
 @dataclass(frozen=True)
@@ -75,7 +70,7 @@ def plan(configure: dict) -> list[PlannedStep]:
     for spec in ENHANCE_STEPS:
         options = _capability(configure, spec.capability)
         if options is not None and _is_on(spec, options):
-            planned.append(PlannedStep(spec, _with_defaults(spec, options)))
+            planned.append(PlannedStep(spec, options))
     return planned
 
 
@@ -93,19 +88,12 @@ def _is_on(spec: StepSpec, options: dict) -> bool:
     return options.get("Switch", spec.switch_default) == "ON"
 
 
-def _with_defaults(spec: StepSpec, options: dict) -> dict:
-    default_type = SUPERRES_DEFAULT_TYPE.get(spec.capability)
-    if default_type is None or options.get("Type"):
-        return options
-    return {**options, "Type": default_type}
-
-
-def load_step(name: str) -> ModuleType:
-    """Import vodimg.engine.steps.<name> on first use (a model costs only when used)."""
-    module_name = f"{STEP_PACKAGE}.{name}"
+def load_step(spec: StepSpec) -> Callable[[Frame, dict, StepContext], Frame]:
+    """Import vodimg.engine.steps.<module> on first use (a model costs only when used)."""
+    module_name = f"{STEP_PACKAGE}.{spec.module}"
     if importlib.util.find_spec(module_name) is None:
-        raise InvalidConfig(f"this build has no '{name}' step: {module_name} is not installed")
-    return importlib.import_module(module_name)
+        raise InvalidConfig(f"{spec.capability} is not available: {module_name} is not installed")
+    return getattr(importlib.import_module(module_name), spec.function)
 
 
 class ProgressTracker:
@@ -141,7 +129,7 @@ def run(
     started = time.monotonic()
     deadline = started + limits.max_seconds
     steps = plan(configure or {})
-    modules = [load_step(step.spec.module) for step in steps]  # fail before decoding
+    functions = [load_step(step.spec) for step in steps]  # fail before decoding
     tracker = ProgressTracker(
         [DECODE_WEIGHT] + [step.spec.weight for step in steps] + [ENCODE_WEIGHT], progress
     )
@@ -150,14 +138,14 @@ def run(
     settings = codec.output_settings(source, (configure or {}).get("EncodeConfig"))
     frame = source.frame
     tracker.at(0, 1.0)
-    for index, (step, module) in enumerate(zip(steps, modules), start=1):
+    for index, (step, function) in enumerate(zip(steps, functions), start=1):
         _check_deadline(deadline, limits, f"before {step.spec.capability}")
         ctx = StepContext(
             deadline=deadline,
             progress=tracker.for_unit(index),
             max_output_pixels=limits.max_output_pixels,
         )
-        frame = _checked(module.apply(frame, step.options, ctx), step.spec)
+        frame = _checked(function(frame, step.options, ctx), step.spec)
         _check_output_pixels(frame, limits)
         tracker.at(index, 1.0)
 
