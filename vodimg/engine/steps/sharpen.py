@@ -32,12 +32,17 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
 def sharpen(bgr: np.ndarray, amount: float, sigma: float = SIGMA) -> np.ndarray:
     """Halo-clamped unsharp mask of strength ``amount`` applied to the luma of ``bgr``."""
     luma = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    blurred = cv2.GaussianBlur(luma, (5, 5), sigma)
-    # saturating to uint8 is harmless: the result is clamped into [0, 255] neighbourhood bounds
-    sharpened = cv2.addWeighted(luma, 1.0 + amount, blurred, -amount, 0.0)
-    sharpened = cv2.min(sharpened, cv2.dilate(luma, _NEIGHBOURHOOD))
-    sharpened = cv2.max(sharpened, cv2.erode(luma, _NEIGHBOURHOOD))
+    sharpened = sharpen_luma(luma, amount, sigma)
     # the signed change as two saturating uint8 parts (only one is non-zero at a pixel)
     brighter = cv2.cvtColor(cv2.subtract(sharpened, luma), cv2.COLOR_GRAY2BGR)
     darker = cv2.cvtColor(cv2.subtract(luma, sharpened), cv2.COLOR_GRAY2BGR)
     return cv2.subtract(cv2.add(bgr, brighter), darker)
+
+
+def sharpen_luma(luma: np.ndarray, amount: float, sigma: float = SIGMA) -> np.ndarray:
+    """Unsharp mask of one uint8 channel, clamped to each pixel's 3x3 neighbourhood range."""
+    blurred = cv2.GaussianBlur(luma, (5, 5), sigma)
+    # saturating to uint8 is harmless: the result is clamped into [0, 255] neighbourhood bounds
+    sharpened = cv2.addWeighted(luma, 1.0 + amount, blurred, -amount, 0.0)
+    sharpened = cv2.min(sharpened, cv2.dilate(luma, _NEIGHBOURHOOD))
+    return cv2.max(sharpened, cv2.erode(luma, _NEIGHBOURHOOD))
