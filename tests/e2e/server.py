@@ -28,6 +28,22 @@ START_TIMEOUT = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def vodimg_command() -> list[str]:
+    """``vodimg`` as a subprocess command line (the installed entry point's module)."""
+    return [sys.executable, "-c", _LAUNCHER]  # TEMPORARY until vodimg.cli.process lands
+
+
+_LAUNCHER = """
+import argparse, importlib, sys
+parser = argparse.ArgumentParser(prog="vodimg")
+commands = parser.add_subparsers(required=True)
+for name in ("serve", "tls"):
+    importlib.import_module("vodimg.cli." + name).register(commands)
+args = parser.parse_args()
+sys.exit(args.handler(args) or 0)
+"""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,6 +70,7 @@ class Server:
     tls_port: int | None = None
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    _database: object = None
 
     def __post_init__(self) -> None:
         if self.tls and self.tls_port is None:
@@ -68,7 +85,7 @@ class Server:
         return f"http://{self.endpoint}/"
 
     def command(self) -> list[str]:
-        command = [sys.executable, "-m", "vodimg", "serve", "--port", str(self.port),
+        command = [*vodimg_command(), "serve", "--port", str(self.port),
                    "--data-dir", str(self.data_dir)]
         if self.database_url:
             command += ["--database-url", self.database_url]
@@ -128,6 +145,25 @@ class Server:
                 self.process.wait()
         self.process = None
 
+    # -- accounts, made directly in the server's database (the server sees new keys at once) ----
+
+    def accounts(self):
+        from vodimg.domain.accounts import AccountService
+        from vodimg.storage.db import Database, sqlite_url
+
+        if self._database is None:
+            self._database = Database(self.database_url or sqlite_url(self.data_dir))
+        return AccountService(self._database)
+
+    def close_accounts(self) -> None:
+        if self._database is not None:
+            self._database.dispose()
+            self._database = None
+
+    def new_tenant(self) -> "Tenant":
+        created = self.accounts().create_account()
+        return Tenant(self, created["AppId"], created["SubAppId"], created["SecretId"], created["SecretKey"])
+
     # -- official SDK clients ----------------------------------------------------------------------
 
     def profile(self, sign_method: str = "TC3-HMAC-SHA256", req_method: str = "POST",
@@ -149,6 +185,29 @@ class Server:
                **profile) -> CommonClient:
         return CommonClient("vod", version, self.credential(secret_id, secret_key), "ap-guangzhou",
                             self.profile(**profile))
+
+
+@dataclass
+class Tenant:
+    """One account on a server, with SDK clients signed by its key."""
+    server: Server
+    app_id: int
+    sub_app_id: int
+    secret_id: str
+    secret_key: str
+
+    def vod(self, **profile) -> vod_client.VodClient:
+        return self.server.vod(self.secret_id, self.secret_key, **profile)
+
+    def common(self, **profile) -> CommonClient:
+        return self.server.common(secret_id=self.secret_id, secret_key=self.secret_key, **profile)
+
+    def call(self, action: str, params: dict, **profile) -> dict:
+        """The ``Response`` of ``action`` through the SDK's CommonClient (raises on an error)."""
+        return self.common(**profile).call_json(action, params)["Response"]
+
+    def add_application(self) -> int:
+        return self.server.accounts().create_application(self.app_id)["SubAppId"]
 
 
 def started(data_dir: Path, **options) -> Server:

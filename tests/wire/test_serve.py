@@ -14,12 +14,12 @@ import httpx
 import pytest
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
-from tests.e2e.server import REPO_ROOT, Server, new_key, started
+from tests.e2e.server import REPO_ROOT, Server, new_key, started, vodimg_command
 from tests.wire.raw import ACTION, answer, error_code, tc3_post
 
 
 def _vodimg(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vodimg", *args], capture_output=True, text=True,
+    return subprocess.run([*vodimg_command(), *args], capture_output=True, text=True,
                           cwd=REPO_ROOT, env=env, timeout=60)
 
 

@@ -20,6 +20,8 @@ import uvicorn
 
 from vodimg.config import ConfigError, Settings
 
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
 NO_AUTH_WARNING = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 !! WARNING: authentication is OFF (--no-auth / VODIMG_AUTH=off). Signatures are not checked:  !!
@@ -102,7 +104,10 @@ class _Server(uvicorn.Server):
 
 
 def build_servers(app, settings: Settings, log_level: str) -> list:
+    # A TLS connection the client leaves idle can hold a graceful shutdown for its SSL close
+    # timeout; requests in flight get GRACEFUL_SHUTDOWN_SECONDS to finish.
     common = dict(host=settings.host, loop="none", http="httptools", lifespan="off",
+                  timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                   access_log=log_level == "debug", log_level="debug" if log_level == "debug" else "warning")
     servers = [_Server(uvicorn.Config(app, port=settings.port, **common))]
     if settings.tls_port is not None:

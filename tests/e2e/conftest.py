@@ -1,0 +1,43 @@
+"""Fixtures for end-to-end tests: a real ``vodimg serve`` per module and backend (SQLite in a temp
+data directory; PostgreSQL in a fresh schema), and fresh accounts so tests do not share state."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.e2e.server import Server, Tenant, started
+
+
+@pytest.fixture(scope="module")
+def postgres_module_url(postgres_server_url: str):
+    """Like ``postgres_url`` (tests/conftest.py) but one schema for a whole module."""
+    import sqlalchemy as sa
+
+    schema = f"vodimg_e2e_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in postgres_server_url else "?"
+    try:
+        yield f"{postgres_server_url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def e2e_server(request, tmp_path_factory) -> Server:
+    database_url = request.getfixturevalue("postgres_module_url") if request.param == "postgres" else None
+    server = started(tmp_path_factory.mktemp(f"e2e-{request.param}") / "data", database_url=database_url)
+    yield server
+    server.stop()
+    server.close_accounts()
+
+
+@pytest.fixture
+def tenant(e2e_server: Server) -> Tenant:
+    """A fresh account (own default application and key) on the module's server."""
+    return e2e_server.new_tenant()
