@@ -83,3 +83,21 @@ def test_default_data_dir_is_dot_data(tmp_path, monkeypatch, capsys):
     status, listed, _ = _run(["list"], capsys)
     assert status == 0 and listed == []
     assert (tmp_path / "data" / "vodimg.db").is_file()
+
+
+def test_the_installed_command_runs_end_to_end(tmp_path):
+    import subprocess
+    import sys
+
+    env_free = {"PATH": "/usr/bin:/bin", "VODIMG_DATA_DIR": str(tmp_path / "d")}
+    run = lambda *argv: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "vodimg", "accounts", *argv],
+        capture_output=True, text=True, timeout=120, env=env_free,
+    )
+    created = run("create")
+    assert created.returncode == 0, created.stderr
+    listed = run("list")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["AppId"] == json.loads(created.stdout)["AppId"]
+    failed = run("add-app", "--app-id", "1")
+    assert failed.returncode == 1 and json.loads(failed.stderr)["Error"]["Code"] == "ResourceNotFound"

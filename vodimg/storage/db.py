@@ -72,7 +72,10 @@ class Database:
             _install_sqlite_hooks(self.engine)
             self._reader = self.engine.execution_options(**{_SQLITE_NO_TRANSACTION: True})
         else:
-            self.engine = sa.create_engine(parsed, pool_size=10, max_overflow=30)
+            # Reads run in autocommit mode: nothing to roll back when they return to the pool.
+            self.engine = sa.create_engine(
+                parsed, pool_size=10, max_overflow=30, skip_autocommit_rollback=True
+            )
             self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
@@ -135,8 +138,8 @@ def _install_sqlite_hooks(engine: sa.Engine) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         for pragma in (
-            "journal_mode=WAL",
             f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            "journal_mode=WAL",
             "foreign_keys=ON",
             "synchronous=NORMAL",  # durable across application crashes in WAL mode; fast
         ):
