@@ -1,0 +1,117 @@
+"""Denoise step: measured against the noise-free original on held-out photos.
+
+``astronaut`` and ``coffee`` were never seen in training (see training/denoise/README.md).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.engine.images import PHOTOS, photo, psnr, with_gaussian_noise
+from vodimg.engine.errors import InvalidConfig, ProcessingTimeout
+from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.steps import denoise
+
+HELD_OUT = ("astronaut", "coffee")
+
+
+def run(bgr: np.ndarray, kind: str | None = None, alpha=None, ctx=None) -> Frame:
+    options = {"Switch": "ON"} if kind is None else {"Switch": "ON", "Type": kind}
+    return denoise.apply(Frame(bgr=bgr, alpha=alpha), options, ctx or StepContext())
+
+
+@pytest.mark.parametrize("name", HELD_OUT)
+@pytest.mark.parametrize("sigma", [15, 25])
+def test_both_types_raise_psnr_and_strong_removes_more(name, sigma):
+    clean = photo(name)
+    noisy = with_gaussian_noise(clean, sigma, seed=7)
+    before = psnr(noisy, clean)
+    weak = psnr(run(noisy, "weak").bgr, clean)
+    strong = psnr(run(noisy, "strong").bgr, clean)
+    assert weak > before + 1.5
+    assert strong > weak + 0.5
+    # A clear gain at full strength: more than 5 dB over the noisy input.
+    assert strong > before + 5.0
+
+
+def test_strong_leaves_less_noise_than_weak():
+    clean = photo("astronaut")
+    noisy = with_gaussian_noise(clean, 25, seed=3)
+    left_weak = denoise.estimate_sigma(run(noisy, "weak").bgr)
+    left_strong = denoise.estimate_sigma(run(noisy, "strong").bgr)
+    assert left_strong < left_weak < 25
+
+
+@pytest.mark.parametrize("kind", ["weak", "strong"])
+def test_clean_photo_barely_changed(kind):
+    clean = photo("chelsea")
+    assert psnr(run(clean, kind).bgr, clean) > 38.0
+
+
+def test_default_type_is_weak():
+    noisy = with_gaussian_noise(photo("coffee")[:200, :300], 20, seed=1)
+    assert np.array_equal(run(noisy).bgr, run(noisy, "weak").bgr)
+
+
+def test_output_is_deterministic():
+    noisy = with_gaussian_noise(photo("coffee"), 20, seed=2)
+    assert run(noisy, "strong").bgr.tobytes() == run(noisy, "strong").bgr.tobytes()
+
+
+def test_tiled_matches_untiled():
+    noisy = with_gaussian_noise(photo("astronaut"), 20, seed=4)
+    whole = denoise.denoise(noisy, 20.0, StepContext(), tile=1024)
+    tiled = denoise.denoise(noisy, 20.0, StepContext(), tile=128)
+    diff = np.abs(whole.astype(int) - tiled.astype(int))
+    assert diff.max() <= 3
+    assert psnr(whole, tiled) > 50.0
+
+
+@pytest.mark.parametrize("sigma", [10, 15, 25, 40])
+def test_sigma_estimate_within_20_percent(sigma):
+    for name in PHOTOS:
+        noisy = with_gaussian_noise(photo(name), sigma, seed=5)
+        assert denoise.estimate_sigma(noisy) == pytest.approx(sigma, rel=0.2), name
+
+
+def test_sigma_estimate_low_on_clean_photos():
+    for name in PHOTOS:
+        assert denoise.estimate_sigma(photo(name)) < 3.0, name
+
+
+def test_alpha_and_shape_kept():
+    clean = photo("coffee")[:150, :170]
+    alpha = np.linspace(0, 255, 150 * 170).reshape(150, 170).astype(np.uint8)
+    out = run(with_gaussian_noise(clean, 15), "strong", alpha=alpha)
+    assert out.bgr.shape == clean.shape and out.bgr.dtype == np.uint8
+    assert out.bgr.flags["C_CONTIGUOUS"]
+    assert out.alpha is alpha
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 7, 3), (9, 1, 3), (33, 517, 3)])
+def test_odd_and_tiny_sizes(shape):
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, shape, dtype=np.uint8)
+    assert run(bgr, "strong").bgr.shape == shape
+
+
+def test_unknown_type_is_a_clear_error():
+    with pytest.raises(InvalidConfig, match="weak, strong"):
+        run(photo("coffee")[:64, :64], "medium")
+
+
+def test_progress_reported_per_tile_up_to_one():
+    seen: list[float] = []
+    noisy = with_gaussian_noise(photo("astronaut"), 15)
+    denoise.denoise(noisy, 15.0, StepContext(progress=seen.append), tile=256)
+    assert len(seen) == 9  # 512 + 2 * 16 border pixels -> 3 x 3 tiles of 256
+    assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_deadline_stops_between_tiles():
+    ctx = StepContext(deadline=time.monotonic() - 1.0)
+    with pytest.raises(ProcessingTimeout):
+        run(photo("coffee"), "strong", ctx=ctx)

@@ -1,0 +1,128 @@
+"""Denoise (ImageDenoiseConfig): a small CNN the project trained itself, run with onnxruntime.
+
+Options: ``Type`` ``weak`` (default) or ``strong``. The image's noise level is estimated first
+(``estimate_sigma``); the network, which takes the noise level as an input map (FFDNet-style),
+is then run at ``SIGMA_FRACTION[Type]`` times that estimate: ``strong`` removes all the
+estimated noise, ``weak`` half of it, which keeps fine texture. Noise-free images have a low
+estimate and are left almost untouched.
+
+The model (``weights/denoise/denoise.onnx``, Apache-2.0) and how it was trained are described in
+``weights/denoise/README.md`` and ``docs/engine-denoise.md``. Large images are processed in
+overlapping tiles (bounded memory, progress and deadline checks between tiles).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vodimg.engine.errors import InvalidConfig
+from vodimg.engine.frame import Frame, StepContext
+
+MODEL_PATH = Path(__file__).resolve().parent.parent / "weights" / "denoise" / "denoise.onnx"
+
+SIGMA_FRACTION = {"weak": 0.5, "strong": 1.0}
+DEFAULT_TYPE = "weak"
+SIGMA_MAX = 50.0  # the network was trained on sigma 0-50 (8-bit scale)
+
+TILE = 512  # core tile edge, pixels; a multiple of ALIGN
+MARGIN = 48  # context around each tile, so tiles join without seams; a multiple of ALIGN
+BORDER = 16  # mirrored border around the image: the network sees context at the edges too
+ALIGN = 8  # the network halves the resolution three times
+
+# Immerkaer's noise-estimation kernel, scaled so Gaussian noise of std s gives residual std s.
+_IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32) / 6.0
+_MAD_TO_SIGMA = 1.0 / 0.6745
+
+
+def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
+    kind = options.get("Type") or DEFAULT_TYPE
+    if kind not in SIGMA_FRACTION:
+        raise InvalidConfig(f"unknown denoise Type {kind!r}: use one of {', '.join(SIGMA_FRACTION)}")
+    sigma = min(SIGMA_MAX, SIGMA_FRACTION[kind] * estimate_sigma(frame.bgr))
+    return Frame(bgr=denoise(frame.bgr, sigma, ctx), alpha=frame.alpha)
+
+
+def estimate_sigma(bgr: np.ndarray) -> float:
+    """Standard deviation of additive white noise in an 8-bit image, on the 0-255 scale.
+
+    Robust median-absolute-deviation of Immerkaer's high-pass (second-difference) residual over
+    the three channels, taken on the flatter half of the image (by gradient of the smoothed
+    luminance: texture and edges would read as noise). Pixels whose neighbourhood is near
+    black or white are left out and the estimate refined twice, because clipping there hides
+    part of the noise.
+    """
+    if min(bgr.shape[:2]) < 8:
+        return 0.0
+    f = bgr.astype(np.float32)
+    residual = np.abs(np.stack([cv2.filter2D(f[..., c], -1, _IMMERKAER) for c in range(3)], -1))
+    residual = residual[1:-1, 1:-1]
+    local_mean = cv2.blur(f, (5, 5))[1:-1, 1:-1]
+    luma = cv2.GaussianBlur(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32), (0, 0), 2.0)
+    gradient = np.hypot(cv2.Sobel(luma, cv2.CV_32F, 1, 0), cv2.Sobel(luma, cv2.CV_32F, 0, 1))
+    gradient = gradient[1:-1, 1:-1]
+    flat = np.broadcast_to((gradient <= np.median(gradient))[..., None], residual.shape)
+    sigma = float(np.median(residual[flat])) * _MAD_TO_SIGMA
+    for _ in range(2):
+        margin = 2.0 * sigma
+        usable = flat & (local_mean > margin) & (local_mean < 255.0 - margin)
+        if np.count_nonzero(usable) < 100:
+            break
+        sigma = float(np.median(residual[usable])) * _MAD_TO_SIGMA
+    return sigma
+
+
+def denoise(bgr: np.ndarray, sigma: float, ctx: StepContext, tile: int = TILE) -> np.ndarray:
+    """Run the network at noise level ``sigma`` (0-255 scale) over the image, tile by tile."""
+    h, w = bgr.shape[:2]
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    padded = _pad_for_network(rgb)
+    out = np.empty_like(padded)
+    hp, wp = padded.shape[:2]
+    cores = [(y, x) for y in range(0, hp, tile) for x in range(0, wp, tile)]
+    for done, (y, x) in enumerate(cores):
+        ctx.check_deadline()
+        _denoise_tile(padded, out, y, x, tile, sigma)
+        ctx.progress((done + 1) / len(cores))
+    result = out[BORDER : BORDER + h, BORDER : BORDER + w]
+    result = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(cv2.cvtColor(result, cv2.COLOR_RGB2BGR))
+
+
+def _pad_for_network(rgb: np.ndarray) -> np.ndarray:
+    """Mirror BORDER pixels all round, then up to a multiple of ALIGN at bottom and right."""
+    h, w = rgb.shape[:2]
+    extra_h = -(h + 2 * BORDER) % ALIGN
+    extra_w = -(w + 2 * BORDER) % ALIGN
+    pads = ((BORDER, BORDER + extra_h), (BORDER, BORDER + extra_w), (0, 0))
+    return np.pad(rgb, pads, mode="symmetric")
+
+
+def _denoise_tile(src: np.ndarray, dst: np.ndarray, y: int, x: int, tile: int, sigma: float) -> None:
+    hp, wp = src.shape[:2]
+    y1, x1 = min(y + tile, hp), min(x + tile, wp)
+    # Window with context; every bound is a multiple of ALIGN because tile, MARGIN and the
+    # padded size are.
+    wy0, wx0 = max(y - MARGIN, 0), max(x - MARGIN, 0)
+    wy1, wx1 = min(y1 + MARGIN, hp), min(x1 + MARGIN, wp)
+    window = src[wy0:wy1, wx0:wx1]
+    noisy = np.ascontiguousarray(window.transpose(2, 0, 1)[None])
+    sigma_map = np.full((1, 1) + window.shape[:2], sigma / 255.0, np.float32)
+    denoised = _session().run(None, {"noisy": noisy, "sigma": sigma_map})[0][0].transpose(1, 2, 0)
+    dst[y:y1, x:x1] = denoised[y - wy0 : y1 - wy0, x - wx0 : x1 - wx0]
+
+
+@lru_cache(maxsize=1)
+def _session():
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # One thread: deterministic output and fair to the other jobs on the machine; the
+    # service parallelises across images instead.
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(MODEL_PATH), opts, providers=["CPUExecutionProvider"])
