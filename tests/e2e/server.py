@@ -30,18 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def vodimg_command() -> list[str]:
     """``vodimg`` as a subprocess command line (the installed entry point's module)."""
-    return [sys.executable, "-c", _LAUNCHER]  # TEMPORARY until vodimg.cli.process lands
-
-
-_LAUNCHER = """
-import argparse, importlib, sys
-parser = argparse.ArgumentParser(prog="vodimg")
-commands = parser.add_subparsers(required=True)
-for name in ("serve", "tls"):
-    importlib.import_module("vodimg.cli." + name).register(commands)
-args = parser.parse_args()
-sys.exit(args.handler(args) or 0)
-"""
+    return [sys.executable, "-m", "vodimg"]
 
 
 def free_port() -> int:

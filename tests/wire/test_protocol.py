@@ -213,7 +213,7 @@ def test_version_and_action_checks(server):
     assert error_code(tc3_post(server, action="")) == "MissingParameter"
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND"])
 def test_unsupported_http_method(server, method):
     response = httpx.request(method, server.url, content=b"{}", timeout=10)
     assert error_code(response) == "UnsupportedProtocol"

@@ -13,19 +13,18 @@ The rate limit is a token bucket kept in this process: with several API processe
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-import anyio.to_thread
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, request_response
+from starlette.routing import BaseRoute
 
 from vodimg.config import Settings
 from vodimg.errors import ApiError
@@ -37,6 +36,7 @@ logger = logging.getLogger("vodimg.wire")
 
 JSON_CONTENT_TYPE = "application/json"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+PROVIDER_THREADS = 32
 
 
 @dataclass(frozen=True)
@@ -69,17 +69,30 @@ def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def _envelope(fields: dict) -> Response:
-    return Response(orjson.dumps({"Response": fields}), media_type=JSON_CONTENT_TYPE)
+def envelope_body(fields: dict) -> bytes:
+    return orjson.dumps({"Response": fields})
 
 
-def error_response(code: str, message: str, request_id: str | None = None) -> Response:
-    return _envelope({"Error": {"Code": code, "Message": message},
-                      "RequestId": request_id or str(uuid.uuid4())})
+def error_body(code: str, message: str, request_id: str) -> bytes:
+    return envelope_body({"Error": {"Code": code, "Message": message}, "RequestId": request_id})
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body was complete: nothing to answer."""
+
+
+@dataclass
+class HttpRequest:
+    """The parts of an ASGI HTTP request the protocol reads (headers by lowercase name)."""
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes = b""
 
 
 class WireProtocol:
-    """The endpoint's logic; ``create_app`` mounts ``handle``."""
+    """The endpoint: a plain ASGI app (no per-request framework objects on the hot path)."""
 
     def __init__(self, provider: Any, accounts: Any, settings: Settings):
         self.provider = provider
@@ -87,65 +100,92 @@ class WireProtocol:
         self.settings = settings
         self.actions = frozenset(provider.actions)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
+        # The provider is synchronous (database calls): it runs here, off the event loop. A plain
+        # executor costs less per call than anyio's to_thread.
+        self.executor = ThreadPoolExecutor(max_workers=PROVIDER_THREADS, thread_name_prefix="vodimg-api")
 
-    async def handle(self, request: Request) -> Response:
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1003})
+            return
         request_id = str(uuid.uuid4())
         try:
-            parsed = await self.parse(request)
+            body = await self.answer(scope, receive, request_id)
+        except ClientGone:
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", JSON_CONTENT_TYPE.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, scope, receive, request_id: str) -> bytes:
+        try:
+            request = await self.read_request(scope, receive)
+            parsed = self.parse(request)
             self.check_rate(parsed.app_id, parsed.action)
-            result = await anyio.to_thread.run_sync(functools.partial(
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(
                 self.provider.call, parsed.action, parsed.app_id, parsed.params,
                 from_strings=parsed.from_strings))
         except ApiError as error:
-            return error_response(error.code, error.message, request_id)
+            return error_body(error.code, error.message, request_id)
+        except ClientGone:
+            raise
         except Exception:  # noqa: BLE001 - the client gets InternalError, the log gets the trace
             logger.exception("InternalError RequestId=%s", request_id)
-            return error_response("InternalError", f"Internal error (RequestId {request_id}).", request_id)
+            return error_body("InternalError", f"Internal error (RequestId {request_id}).", request_id)
         result["RequestId"] = request_id
-        return _envelope(result)
+        return envelope_body(result)
 
-    async def parse(self, request: Request) -> ParsedRequest:
-        method = request.method
-        if method not in ("GET", "POST"):
+    async def read_request(self, scope, receive) -> HttpRequest:
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        request = HttpRequest(scope["method"], scope["path"], scope["query_string"].decode("latin-1"), headers)
+        if request.method not in ("GET", "POST"):
             raise ApiError("UnsupportedProtocol",
-                           f"HTTP method {method} is not supported; only GET and POST are.")
-        if request.url.path != "/":
+                           f"HTTP method {request.method} is not supported; only GET and POST are.")
+        if request.path != "/":
             raise ApiError("UnsupportedProtocol", "The API is served at the path / only.")
-        headers = request.headers
-        body = await self.read_body(request) if method == "POST" else b""
-        if "authorization" in headers or not self._is_legacy(request, headers):
-            return self._parse_tc3(request, headers, body)
-        return self._parse_legacy(request, headers, body)
+        if request.method == "POST":
+            request.body = await self.read_body(headers, receive)
+        return request
 
-    async def read_body(self, request: Request) -> bytes:
+    async def read_body(self, headers: dict[str, str], receive) -> bytes:
         """The body, refused as soon as it passes the limit (uvicorn discards the rest unbuffered)."""
         limit = self.settings.max_body_bytes
-        declared = request.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(limit)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
                 raise _too_large(limit)
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    def _is_legacy(self, request: Request, headers) -> bool:
+    def parse(self, request: HttpRequest) -> ParsedRequest:
+        if "authorization" in request.headers or not self._is_legacy(request):
+            return self._parse_tc3(request)
+        return self._parse_legacy(request)
+
+    def _is_legacy(self, request: HttpRequest) -> bool:
         if request.method == "POST":
-            return _media_type(headers.get("content-type")) == FORM_CONTENT_TYPE
-        return "Signature=" in request.url.query or not self.settings.auth and "Action=" in request.url.query
+            return _media_type(request.headers.get("content-type")) == FORM_CONTENT_TYPE
+        return "Signature=" in request.query or not self.settings.auth and "Action=" in request.query
 
     # -- TC3-HMAC-SHA256 (and Authorization: SKIP with authentication off) -------------------------
 
-    def _parse_tc3(self, request: Request, headers, body: bytes) -> ParsedRequest:
-        method = request.method
+    def _parse_tc3(self, request: HttpRequest) -> ParsedRequest:
+        method, headers, query, body = request.method, request.headers, request.query, request.body
         if method == "POST" and _media_type(headers.get("content-type")) != JSON_CONTENT_TYPE:
             raise ApiError("InvalidParameter",
                            f"Content-Type must be application/json for a TC3-HMAC-SHA256 POST request, "
                            f"got {headers.get('content-type')!r}.")
-        query = request.scope["query_string"].decode("latin-1")
         app_id = self._authenticate_tc3(method, query, headers, body)
         action = self._check_action_and_version(headers.get("x-tc-action"), headers.get("x-tc-version"),
                                                 "X-TC-Action", "X-TC-Version")
@@ -153,7 +193,7 @@ class WireProtocol:
             return ParsedRequest(action, app_id, unflatten(parse_form(query)), True)
         return ParsedRequest(action, app_id, _json_object(body), False)
 
-    def _authenticate_tc3(self, method: str, query: str, headers, body: bytes) -> int:
+    def _authenticate_tc3(self, method: str, query: str, headers: dict[str, str], body: bytes) -> int:
         authorization = headers.get("authorization", "").strip()
         if not self.settings.auth:
             return self._app_id_without_auth(_tc3_secret_id(authorization))
@@ -168,17 +208,17 @@ class WireProtocol:
 
     # -- HmacSHA1 / HmacSHA256 ---------------------------------------------------------------------
 
-    def _parse_legacy(self, request: Request, headers, body: bytes) -> ParsedRequest:
+    def _parse_legacy(self, request: HttpRequest) -> ParsedRequest:
         if request.method == "POST":
             try:
-                text = body.decode("utf-8")
+                text = request.body.decode("utf-8")
             except UnicodeDecodeError:
                 raise ApiError("InvalidParameter", "The form body is not valid UTF-8.") from None
         else:
-            text = request.scope["query_string"].decode("latin-1")
+            text = request.query
         flat = parse_form(text)
         if self.settings.auth:
-            credential = signature.verify_legacy(request.method, headers.get("host", ""), flat,
+            credential = signature.verify_legacy(request.method, request.headers.get("host", ""), flat,
                                                  self.accounts.credential_for, time.time(),
                                                  self.settings.signature_window)
             app_id = credential.app_id
@@ -247,6 +287,6 @@ def create_app(provider: Any, accounts: Any, settings: Settings, *,
     method and path, goes to the API endpoint (which refuses all but ``GET /`` and ``POST /``)."""
     protocol = WireProtocol(provider, accounts, settings)
     app = Starlette(routes=list(routes))
-    app.router.default = request_response(protocol.handle)
+    app.router.default = protocol
     app.state.protocol = protocol
     return app

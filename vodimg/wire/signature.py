@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from typing import Callable, Mapping, Protocol
 
@@ -128,7 +129,9 @@ def _signature_failure() -> ApiError:
     )
 
 
+@lru_cache(maxsize=4096)
 def tc3_signing_key(secret_key: str, date: str, service: str) -> bytes:
+    """HMAC chain of the key; the same for a key all day, hence cached."""
     key = hmac.new(("TC3" + secret_key).encode(), date.encode(), hashlib.sha256).digest()
     key = hmac.new(key, service.encode(), hashlib.sha256).digest()
     return hmac.new(key, b"tc3_request", hashlib.sha256).digest()
