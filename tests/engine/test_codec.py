@@ -301,6 +301,27 @@ def test_animation_is_refused_fast(fmt):
     assert time.perf_counter() - started < 0.05
 
 
+def test_multi_page_tiff_is_refused():
+    pages = [Image.fromarray(np.full((64, 64, 3), value, np.uint8)) for value in (0, 255)]
+    out = io.BytesIO()
+    pages[0].save(out, "TIFF", save_all=True, append_images=pages[1:])
+    with pytest.raises(UnsupportedImage, match="multi-page"):
+        process_image(out.getvalue(), {})
+
+
+def test_multi_picture_jpeg_is_its_first_picture():
+    first, second = photo("coffee"), photo("coffee")[::-1].copy()
+    out = io.BytesIO()
+    Image.fromarray(first[..., ::-1].copy()).save(
+        out, "MPO", save_all=True, append_images=[Image.fromarray(second[..., ::-1].copy())], quality=95
+    )
+    assert Image.open(io.BytesIO(out.getvalue())).format == "MPO"
+    result = process_image(out.getvalue(), {})
+    assert result.format == "JPEG" and abs(jpeg_quality_of(result.data) - 95) <= 1
+    decoded = np.asarray(Image.open(io.BytesIO(result.data)))[..., ::-1].astype(int)
+    assert np.abs(decoded - first).mean() < 3
+
+
 def test_single_frame_gif_is_accepted():
     data = pillow_bytes(photo("coffee"), "GIF")
     assert process_image(data, {}).format == "PNG"

@@ -156,13 +156,13 @@ def _refuse_multi_frame(im: Image.Image, source_format: str) -> None:
     if source_format == "JPEG":  # MPO extra pictures are previews, not animation
         return
     try:
-        frames = getattr(im, "n_frames", 1)
+        several = getattr(im, "is_animated", False)  # looks for a second frame, not all of them
     except Exception as err:
         raise InvalidImage(f"the image is corrupt: {_one_line(err)}") from None
-    if frames > 1 and source_format == "TIFF":
-        raise UnsupportedImage(f"multi-page TIFF is not supported ({frames} pages)")
-    if frames > 1:
-        raise UnsupportedImage(f"animation is not supported ({source_format} with {frames} frames)")
+    if several and source_format == "TIFF":
+        raise UnsupportedImage("multi-page TIFF is not supported")
+    if several:
+        raise UnsupportedImage(f"animation is not supported (animated {source_format})")
 
 
 def _orientation(im: Image.Image) -> int:
