@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from tests.engine.images import face_photo, photo, psnr, with_gaussian_noise
-from tests.engine.test_cutout import object_on_background, printed_pattern
+from tests.engine.test_cutout import object_on_background, printed_pattern, small_object_in_large_frame
 from tests.engine.test_faces import tiled_faces
 from vodimg.engine.faces import detect_faces
 from vodimg.engine.frame import Frame, StepContext
@@ -114,13 +114,14 @@ def cutout_sheets(out_dir: str, rows: list[tuple]) -> None:
     for name, (image, truth) in {
         "horse of chelsea, 400 px": object_on_background("chelsea"),
         "horse of coffee, 1000 px": object_on_background("coffee", scale=2.5, background=(90, 140, 60), noise=12.0),
+        "small horse in 1400 px frame": small_object_in_large_frame(),
     }.items():
         base = baseline_foreground(image)
         results = {model: timed(cut, image, {"Model": model}) for model in cutout.MODELS}
         for model, (frame, ms) in results.items():
             rows.append(("foreground " + model.split("-")[-1], name, "IoU", iou(base >= 128, truth >= 0.5),
                          iou(frame.alpha >= 128, truth >= 0.5), ms))
-        slug = name.split(",")[0].replace(" ", "_")
+        slug = name.split(",")[0].split(" in ")[0].replace(" ", "_")
         sheet = labelled(
             [image, checkerboard_composite(image, base)] + [checkerboard_composite(image, f.alpha) for f, _ in results.values()],
             ["input", "baseline (border colour + Otsu)", "cutout-1.0-lite", "cutout-1.0-flash"],

@@ -5,10 +5,12 @@ onnxruntime on one thread, deterministic).
 
 - ``cutout-1.0-lite`` (default Model): one pass at the network's 320x320 input, the saliency map
   upscaled bilinearly to the image size.
-- ``cutout-1.0-flash``: the image and its mirror image are both segmented and averaged (fewer
-  holes and stray blobs), and the upscaled map is refined at full resolution with a guided filter
-  led by the image, so the alpha edge follows the object's real edge instead of a blurred
-  320 px outline.
+- ``cutout-1.0-flash``: after that first pass, a second one zooms in on the object's box (with
+  a 10 % margin), so the object fills the network's input (more pixels on its outline, which
+  matters most for objects small in the frame), averaging that crop's map with its mirror
+  image's (fewer holes and stray blobs); the map is then refined at full resolution with a
+  guided filter led by the image, so the alpha edge follows the object's real edge instead of a
+  blurred 320 px outline. Three network runs instead of one.
 
 Type ``pattern``: extract a printed pattern from a plain background (see ``extract_pattern``).
 The background must be roughly one colour at the image border.
@@ -36,6 +38,7 @@ DEFAULT_TYPE = "foreground"
 DEFAULT_MODEL = "cutout-1.0-lite"
 
 NETWORK_SIDE = 320  # U2-Net-p's fixed input size
+ZOOM_MARGIN = 0.1  # flash: background kept around the object for the second pass, per side
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
@@ -62,18 +65,47 @@ def foreground_alpha(bgr: np.ndarray, model: str, ctx: StepContext) -> np.ndarra
         raise InvalidConfig(f"AiCutOut Model {model!r} is not supported; use one of: {', '.join(MODELS)}")
     height, width = bgr.shape[:2]
     ctx.check_deadline()
-    saliency = saliency_map(bgr)
+    alpha = cv2.resize(saliency_map(bgr), (width, height), interpolation=cv2.INTER_LINEAR)
     if model == "cutout-1.0-flash":
-        ctx.progress(0.4)
-        ctx.check_deadline()
-        saliency = (saliency + saliency_map(np.ascontiguousarray(bgr[:, ::-1]))[:, ::-1]) / 2.0
-        ctx.progress(0.8)
-        upscaled = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
-        refined = refine_edges(bgr, upscaled)
-    else:
-        refined = cv2.resize(saliency, (width, height), interpolation=cv2.INTER_LINEAR)
+        ctx.progress(0.3)
+        alpha = _zoomed_in(bgr, alpha, ctx)
     ctx.progress(1.0)
-    return np.clip(np.rint(refined * 255.0), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(alpha * 255.0), 0, 255).astype(np.uint8)
+
+
+def _zoomed_in(bgr: np.ndarray, coarse: np.ndarray, ctx: StepContext) -> np.ndarray:
+    """Segment again inside the object's box found by the first pass, so the object fills the
+    network's input (more pixels for its outline), averaging the crop and its mirror image; then
+    snap the edges to the image with a guided filter."""
+    y0, y1, x0, x1 = _object_box(coarse)
+    crop = np.ascontiguousarray(bgr[y0:y1, x0:x1])
+    ctx.check_deadline()
+    saliency = saliency_map(crop)
+    ctx.progress(0.6)
+    ctx.check_deadline()
+    saliency = (saliency + saliency_map(np.ascontiguousarray(crop[:, ::-1]))[:, ::-1]) / 2.0
+    ctx.progress(0.9)
+    fine = cv2.resize(saliency, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    alpha = coarse.copy()
+    alpha[y0:y1, x0:x1] = refine_edges(crop, fine)
+    return alpha
+
+
+def _object_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) around alpha >= 0.5 with a margin of ZOOM_MARGIN of its size; the whole
+    image when nothing is salient."""
+    height, width = alpha.shape
+    ys, xs = np.nonzero(alpha >= 0.5)
+    if ys.size == 0:
+        return 0, height, 0, width
+    margin_y = int(ZOOM_MARGIN * (ys.max() - ys.min() + 1)) + 4
+    margin_x = int(ZOOM_MARGIN * (xs.max() - xs.min() + 1)) + 4
+    return (
+        max(0, int(ys.min()) - margin_y),
+        min(height, int(ys.max()) + 1 + margin_y),
+        max(0, int(xs.min()) - margin_x),
+        min(width, int(xs.max()) + 1 + margin_x),
+    )
 
 
 def saliency_map(bgr: np.ndarray) -> np.ndarray:
