@@ -11,6 +11,7 @@
 | --tls-key        | VODIMG_TLS_KEY         | (with --tls-cert)       |
 | --rate-limit     | VODIMG_RATE_LIMIT      | 20 (per second, 0 = off)|
 | --no-auth        | VODIMG_AUTH=off        | authentication on       |
+| --workers        | VODIMG_WORKERS         | 1 (API processes)       |
 |                  | VODIMG_SECRET_ID       | generated on first start|
 |                  | VODIMG_SECRET_KEY      |                         |
 |                  | VODIMG_SUBAPP_ID       | generated               |
@@ -47,6 +48,7 @@ class Settings:
     sub_app_id: int | None = None
     rate_limit: float = DEFAULT_RATE_LIMIT   # requests per second per (account, action); 0 = off
     auth: bool = True
+    workers: int = 1                    # API processes sharing the listening sockets
     max_body_bytes: int = MAX_BODY_BYTES
     signature_window: int = SIGNATURE_WINDOW_SECONDS
 
@@ -81,6 +83,7 @@ class Settings:
             sub_app_id=pick("sub_app_id", "VODIMG_SUBAPP_ID", int, None),
             rate_limit=pick("rate_limit", "VODIMG_RATE_LIMIT", float, DEFAULT_RATE_LIMIT),
             auth=not getattr(args, "no_auth", False) and _auth_from_env(env),
+            workers=pick("workers", "VODIMG_WORKERS", int, 1),
         )
         settings.check()
         return settings
@@ -94,6 +97,8 @@ class Settings:
             raise ConfigError("--tls-cert needs --tls-port (VODIMG_TLS_PORT)")
         if self.tls_port is not None and self.tls_port == self.port:
             raise ConfigError("--tls-port must differ from --port")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError("--workers (VODIMG_WORKERS) must be between 1 and 64")
         if self.rate_limit < 0:
             raise ConfigError("--rate-limit (VODIMG_RATE_LIMIT) must be >= 0 (0 switches it off)")
 

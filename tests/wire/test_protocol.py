@@ -242,6 +242,8 @@ def test_legacy_errors(server):
     assert error_code(legacy_get(server, {}, action="NoSuch")) == "InvalidAction"
 
 
-def test_get_without_any_signature(server):
+def test_get_or_form_without_any_signature(server):
     response = httpx.get(server.url, params={"Action": ACTION, "Version": "2018-07-17"}, timeout=10)
     assert error_code(response) == "AuthFailure.InvalidAuthorization"
+    form = httpx.post(server.url, data={"Action": ACTION, "Version": "2018-07-17", "SecretId": server.secret_id})
+    assert error_code(form) == "AuthFailure.InvalidAuthorization"

@@ -117,6 +117,8 @@ def test_tccli_over_https_after_tls_trust(tmp_path):
     tccli = shutil.which("tccli", path=str(Path(sys.executable).parent))
     assert tccli, "tccli is a test dependency"
     server = started(tmp_path / "data", tls=True)
+    bundle_path = Path(certifi.where())
+    original_bundle = bundle_path.read_bytes()  # restored afterwards: the developer's own trust stays
     try:
         trust = _vodimg("tls", "trust", "--data-dir", str(server.data_dir))
         assert trust.returncode == 0, trust.stderr
@@ -137,5 +139,31 @@ def test_tccli_over_https_after_tls_trust(tmp_path):
              "--secretId", server.secret_id, "--secretKey", "w" * 32, "--region", "ap-guangzhou"],
             capture_output=True, text=True, env=env, timeout=120)
         assert "AuthFailure.SignatureFailure" in wrong.stdout + wrong.stderr
+    finally:
+        server.stop()
+        bundle_path.write_bytes(original_bundle)
+
+
+@pytest.mark.slow
+def test_several_api_processes_share_the_ports(tmp_path):
+    server = started(tmp_path / "data", tls=True, extra_args=("--workers", "2"))
+    try:
+        assert "2 API processes" in server.output()
+        ca = str(server.data_dir / "tls" / "ca.pem")
+        for _ in range(10):
+            assert server.common().call_json(ACTION, {})["Response"]["TotalCount"] >= 1
+            assert server.common(https=True, certification=ca).call_json(ACTION, {})["Response"]["TotalCount"] >= 1
+        # A template created through one process is seen through every other.
+        created = server.common().call_json("CreateProcessImageAsyncTemplate", {
+            "ProcessImageConfigure": {"EncodeConfig": {"Quality": 70}}})["Response"]["Definition"]
+        for _ in range(6):
+            listed = server.common().call_json(ACTION, {"Definitions": [created]})["Response"]
+            assert listed["TotalCount"] == 1
+        workers = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+        assert len(workers) >= 2
+        server.stop()
+        time.sleep(0.5)
+        assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()
+                    and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
     finally:
         server.stop()

@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 import uvicorn
@@ -48,6 +49,8 @@ def register(subparsers) -> None:
                                                          "(VODIMG_RATE_LIMIT, default 20, 0 = off; per process)")
     parser.add_argument("--no-auth", action="store_true", help="accept every request without checking "
                                                                "signatures (VODIMG_AUTH=off); local use only")
+    parser.add_argument("--workers", type=int, help="API processes sharing the port(s) (VODIMG_WORKERS, "
+                                                      "default 1); the rate limit applies per process")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -58,74 +61,108 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"vodimg serve: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(args.log_level)
     if not settings.auth:
         print(NO_AUTH_WARNING, file=sys.stderr, flush=True)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app, database = build_app(settings)
     try:
-        servers = build_servers(app, settings, args.log_level)
+        tls_files = tls_files_for(settings)
+        database = prepare_database(settings)
     except (OSError, ValueError) as error:
         print(f"vodimg serve: {error}", file=sys.stderr)
         return 2
-    try:
-        _run_loop(serve_all(servers, settings))
-    finally:
-        database.dispose()
-    return 0
+    if settings.workers == 1:
+        try:
+            _run_loop(serve_all(build_servers(build_app(settings, database), settings, tls_files,
+                                              args.log_level), settings))
+        finally:
+            database.dispose()
+        return 0
+    database.dispose()  # each worker process opens its own
+    return supervise(settings, tls_files, args.log_level)
 
 
-def build_app(settings: Settings):
-    """Database (migrated), services, provider and the ASGI app; prints a first-start key."""
-    from vodimg.api.provider import VodProvider
+def _configure_logging(log_level: str) -> None:
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_level != "debug":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def prepare_database(settings: Settings):
+    """Open and migrate the database, make sure the default account exists; prints a first-start key."""
     from vodimg.domain.accounts import AccountService
-    from vodimg.domain.templates import TemplateService
     from vodimg.storage.db import Database, sqlite_url
-    from vodimg.wire.app import create_app
 
     database = Database(settings.database_url or sqlite_url(settings.data_dir))
     database.migrate()
-    accounts = AccountService(database)
-    provider = VodProvider(accounts, TemplateService(database))
-    created = accounts.bootstrap(settings.secret_id, settings.secret_key, settings.sub_app_id)
+    created = AccountService(database).bootstrap(settings.secret_id, settings.secret_key, settings.sub_app_id)
     if created:
         print("vodimg: first start, created the default account and its API key "
               "(shown once; `vodimg accounts` manages keys):", flush=True)
         print(json.dumps(created), flush=True)
-    return create_app(provider, accounts, settings), database
+    return database
+
+
+def build_app(settings: Settings, database):
+    """Services, provider and the ASGI app on an opened database."""
+    from vodimg.api.provider import VodProvider
+    from vodimg.domain.accounts import AccountService
+    from vodimg.domain.templates import TemplateService
+    from vodimg.wire.app import create_app
+
+    accounts = AccountService(database)
+    return create_app(VodProvider(accounts, TemplateService(database)), accounts, settings)
+
+
+def tls_files_for(settings: Settings) -> tuple[Path, Path] | None:
+    """(certificate, key) for the HTTPS listener: the given ones, else the local CA's."""
+    if settings.tls_port is None:
+        return None
+    if settings.tls_cert is None:
+        from vodimg.wire.tls import ensure_local_tls
+
+        files = ensure_local_tls(settings.data_dir)
+        return files.cert, files.key
+    for path in (settings.tls_cert, settings.tls_key):
+        if not path.is_file():
+            raise ValueError(f"TLS file {path} does not exist")
+    return settings.tls_cert, settings.tls_key
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server whose signals are handled by ``serve_all`` (for all listeners at once)."""
+    """A uvicorn server whose signals are handled by ``serve_all`` (for all listeners at once),
+    optionally accepting on an inherited, already listening socket."""
+
+    def __init__(self, config: uvicorn.Config, sock=None):
+        super().__init__(config)
+        self.inherited_sockets = [sock] if sock is not None else None
 
     @contextlib.contextmanager
     def capture_signals(self):
         yield
 
 
-def build_servers(app, settings: Settings, log_level: str) -> list:
+def server_configs(app, settings: Settings, tls_files, log_level: str) -> list[uvicorn.Config]:
     # A TLS connection the client leaves idle can hold a graceful shutdown for its SSL close
     # timeout; requests in flight get GRACEFUL_SHUTDOWN_SECONDS to finish.
     common = dict(host=settings.host, loop="none", http="httptools", lifespan="off",
                   timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                   access_log=log_level == "debug", log_level="debug" if log_level == "debug" else "warning")
-    servers = [_Server(uvicorn.Config(app, port=settings.port, **common))]
-    if settings.tls_port is not None:
-        cert, key = settings.tls_cert, settings.tls_key
-        if cert is None:
-            from vodimg.wire.tls import ensure_local_tls
-
-            files = ensure_local_tls(settings.data_dir)
-            cert, key = files.cert, files.key
-        for path in (cert, key):
-            if not Path(path).is_file():
-                raise ValueError(f"TLS file {path} does not exist")
-        servers.append(_Server(uvicorn.Config(app, port=settings.tls_port, ssl_certfile=str(cert),
-                                              ssl_keyfile=str(key), **common)))
-    return servers
+    configs = [uvicorn.Config(app, port=settings.port, **common)]
+    if tls_files is not None:
+        cert, key = tls_files
+        configs.append(uvicorn.Config(app, port=settings.tls_port, ssl_certfile=str(cert),
+                                      ssl_keyfile=str(key), **common))
+    return configs
 
 
-async def serve_all(servers: list, settings: Settings) -> None:
+def build_servers(app, settings: Settings, tls_files, log_level: str, sockets=None) -> list:
+    """One server per listener; ``sockets`` (one per listener) when the sockets are inherited."""
+    configs = server_configs(app, settings, tls_files, log_level)
+    return [_Server(config, sock) for config, sock in zip(configs, sockets or [None] * len(configs))]
+
+
+async def serve_all(servers: list, settings: Settings, announce: bool = True) -> None:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -135,15 +172,78 @@ async def serve_all(servers: list, settings: Settings) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
-    tasks = [asyncio.ensure_future(server.serve()) for server in servers]
+    tasks = [asyncio.ensure_future(server.serve(sockets=server.inherited_sockets)) for server in servers]
     while not all(server.started for server in servers):
         if any(task.done() for task in tasks):
             stop()
             break
         await asyncio.sleep(0.02)
     else:
-        _print_endpoints(settings)
+        if announce:
+            _print_endpoints(settings)
     await asyncio.gather(*tasks)
+
+
+# -- several API processes ----------------------------------------------------------------------
+
+def supervise(settings: Settings, tls_files, log_level: str) -> int:
+    """Bind the listeners here, then run ``settings.workers`` processes accepting on them; a worker
+    that dies is replaced. SIGINT/SIGTERM stop them all. The rate limit is per process."""
+    import multiprocessing
+
+    configs = server_configs(None, settings, tls_files, log_level)
+    try:
+        sockets = [config.bind_socket() for config in configs]
+    except SystemExit:  # uvicorn exits when it cannot bind, after logging why
+        return 2
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+
+    def start_worker():
+        process = context.Process(target=_worker_main, args=(settings, tls_files, log_level, sockets),
+                                  name="vodimg-api", daemon=False)
+        process.start()
+        return process
+
+    def request_stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    workers = [start_worker() for _ in range(settings.workers)]
+    _print_endpoints(settings)
+    print(f"vodimg: {settings.workers} API processes (pids {', '.join(str(w.pid) for w in workers)})", flush=True)
+    while not stopping:
+        for index, worker in enumerate(workers):
+            if not worker.is_alive() and not stopping:
+                logging.getLogger("vodimg.serve").error(
+                    "API process %s exited with %s; starting another", worker.pid, worker.exitcode)
+                workers[index] = start_worker()
+        time.sleep(0.2)
+    for worker in workers:
+        if worker.is_alive():
+            worker.terminate()
+    for worker in workers:
+        worker.join(GRACEFUL_SHUTDOWN_SECONDS + 5)
+        if worker.is_alive():
+            worker.kill()
+    for sock in sockets:
+        sock.close()
+    return 0
+
+
+def _worker_main(settings: Settings, tls_files, log_level: str, sockets) -> None:
+    """One API process: its own database pool and app, accepting on the inherited sockets."""
+    from vodimg.storage.db import Database, sqlite_url
+
+    _configure_logging(log_level)
+    database = Database(settings.database_url or sqlite_url(settings.data_dir))
+    try:
+        app = build_app(settings, database)
+        _run_loop(serve_all(build_servers(app, settings, tls_files, log_level, sockets), settings, announce=False))
+    finally:
+        database.dispose()
 
 
 def _print_endpoints(settings: Settings) -> None:

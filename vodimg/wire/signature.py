@@ -207,6 +207,10 @@ def sign_legacy(secret_key: str, string_to_sign: str, method_name: str) -> str:
 def verify_legacy(method: str, host: str, params: Mapping[str, str], lookup: Lookup, now: float,
                   window: int = DEFAULT_WINDOW_SECONDS) -> CredentialLike:
     """Verify an HmacSHA1/HmacSHA256 request whose parameters (query or form) are ``params``."""
+    if not params.get("Signature"):
+        raise ApiError("AuthFailure.InvalidAuthorization",
+                       "The request is not signed: send an Authorization header (TC3-HMAC-SHA256) "
+                       "or the Signature parameter (HmacSHA1/HmacSHA256).")
     for name in ("SecretId", "Nonce"):
         if not params.get(name):
             raise ApiError("MissingParameter", f"The request is missing the required parameter {name}.")
