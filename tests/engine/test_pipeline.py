@@ -36,7 +36,7 @@ def every_capability(switch: str, advanced_sr: bool = False) -> dict:
         "EnhanceConfig": enhance,
         "BeautyConfig": {
             "BeautyEffectItems": [{"Switch": switch, "Type": "Whiten", "Value": 50}],
-            "BeautyFilterItems": [{"Switch": switch, "Type": "Dongjing", "Value": 50}],
+            "BeautyFilterItems": [{"Switch": switch, "Type": "warm", "Value": 50}],
         },
         "AiCutOutConfig": {"Switch": switch, "Type": "foreground"},
     }
@@ -78,15 +78,24 @@ def test_beauty_runs_when_an_item_is_on():
     off = {"BeautyEffectItems": [{"Switch": "OFF", "Type": "Whiten"}], "BeautyFilterItems": []}
     assert pipeline.plan({"BeautyConfig": off}) == []
     assert pipeline.plan({"BeautyConfig": {}}) == []
-    with_filter_on = {**off, "BeautyFilterItems": [{"Switch": "ON", "Type": "Dongjing", "Value": 10}]}
+    with_filter_on = {**off, "BeautyFilterItems": [{"Switch": "ON", "Type": "warm", "Value": 10}]}
     steps = pipeline.plan({"BeautyConfig": with_filter_on})
     assert [step.spec.module for step in steps] == ["beauty"]
     assert steps[0].options == with_filter_on  # the whole ImageBeautyConfig, as the API spells it
 
 
 def test_a_missing_step_module_is_a_clear_config_error():
+    step = pipeline.PlannedStep(pipeline.StepSpec("no_such_step", "EnhanceConfig.NoSuchStep", 1), {"Switch": "ON"})
     with pytest.raises(InvalidConfig, match="not installed"):
-        pipeline.load_step(pipeline.StepSpec("no_such_step", "EnhanceConfig.NoSuchStep", 1))
+        pipeline.load_step(step)
+
+
+def test_a_step_refuses_bad_options_before_decoding():
+    if not available(pipeline.ENHANCE_STEPS[8]):
+        pytest.skip("beauty step not written yet")
+    configure = {"BeautyConfig": {"BeautyEffectItems": [{"Switch": "ON", "Type": "NoSuchLook"}]}}
+    with pytest.raises(InvalidConfig, match="NoSuchLook"):
+        process_image(b"not even an image", configure)  # refused before the bytes are looked at
 
 
 # --- running --------------------------------------------------------------------------------

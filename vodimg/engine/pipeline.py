@@ -88,12 +88,17 @@ def _is_on(spec: StepSpec, options: dict) -> bool:
     return options.get("Switch", spec.switch_default) == "ON"
 
 
-def load_step(spec: StepSpec) -> Callable[[Frame, dict, StepContext], Frame]:
-    """Import vodimg.engine.steps.<module> on first use (a model costs only when used)."""
-    module_name = f"{STEP_PACKAGE}.{spec.module}"
+def load_step(step: PlannedStep) -> Callable[[Frame, dict, StepContext], Frame]:
+    """Import vodimg.engine.steps.<module> on first use (a model costs only when used), and let
+    the module refuse its options before any pixel is decoded if it has ``check(options)``."""
+    module_name = f"{STEP_PACKAGE}.{step.spec.module}"
     if importlib.util.find_spec(module_name) is None:
-        raise InvalidConfig(f"{spec.capability} is not available: {module_name} is not installed")
-    return getattr(importlib.import_module(module_name), spec.function)
+        raise InvalidConfig(f"{step.spec.capability} is not available: {module_name} is not installed")
+    module = importlib.import_module(module_name)
+    check = getattr(module, "check", None)
+    if check is not None:
+        check(step.options)
+    return getattr(module, step.spec.function)
 
 
 class ProgressTracker:
@@ -129,7 +134,7 @@ def run(
     started = time.monotonic()
     deadline = started + limits.max_seconds
     steps = plan(configure or {})
-    functions = [load_step(step.spec) for step in steps]  # fail before decoding
+    functions = [load_step(step) for step in steps]  # fail before decoding
     tracker = ProgressTracker(
         [DECODE_WEIGHT] + [step.spec.weight for step in steps] + [ENCODE_WEIGHT], progress
     )
