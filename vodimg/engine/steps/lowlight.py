@@ -3,7 +3,7 @@
 Method: the illumination T of a pixel is estimated as the max of its R, G, B (the brightest a
 surface can be under that light), taken on a copy downscaled to about 256 px and smoothed with a
 self-guided filter, so that the map follows object edges but not texture. The output is I * g(T):
-the gain curve g lifts dark illumination towards a gamma curve (T ** 0.45) and fades to exactly 1
+the gain curve g lifts dark illumination towards a gamma curve (T ** 0.4) and fades to exactly 1
 above T = 0.7, so bright regions are untouched. Every channel of a pixel gets the same gain, so
 hue and saturation ratios are kept. The gain is also capped by g of the pixel's own brightest
 channel, so a bright detail in a dark neighbourhood is lifted no more than the global curve would
@@ -23,9 +23,9 @@ from vodimg.engine.frame import Frame, StepContext
 MAP_SIDE = 256  # the illumination map is estimated at this size (longer side)
 GUIDED_RADIUS = 6  # in map pixels
 GUIDED_EPS = 0.02  # edge threshold of the guided filter, in (0..1 intensity) squared
-GAMMA = 0.45  # target tone curve for fully dark illumination
-MAX_GAIN = 5.0  # bounds noise amplification in near-black regions
-FADE_LO, FADE_HI = 0.25, 0.70  # illumination band where the lift fades out to gain 1
+GAMMA = 0.4  # target tone curve for fully dark illumination
+MAX_GAIN = 6.0  # bounds noise amplification in near-black regions
+FADE_LO, FADE_HI = 0.30, 0.70  # illumination band where the lift fades out to gain 1
 NO_OP_GAIN = 1.02  # below this largest gain the image counts as already bright
 
 
