@@ -215,7 +215,9 @@ def beauty_section(out_dir: str) -> None:
         labels.append(f"{kind} {value}")
     combo = [{"Switch": "ON", "Type": t, "Value": v} for t, v in (("smooth", 70), ("whiten", 40), ("rosy", 30))]
     out = run(beauty, src, {"BeautyEffectItems": combo})
-    rows.append(["smooth+whiten+rosy", "70/40/30", f"{laplacian_variance(out, CHEEK):.0f}", f"{lightness(out, CHEEK):.1f}"])
+    rows.append(
+        ["smooth+whiten+rosy", "70/40/30", f"{laplacian_variance(out, CHEEK):.0f}", f"{lightness(out, CHEEK):.1f}"]
+    )
     panels.append(out[FACE])
     labels.append("smooth70 whiten40 rosy30")
     save(out_dir, "beauty_effects.png", labelled(panels, labels, zoom=1.5))

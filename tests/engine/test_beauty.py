@@ -144,11 +144,13 @@ def test_type_names_match_case_insensitively():
     [
         (
             {"BeautyEffectItems": [{"Switch": "ON", "Type": "x", "Value": 5}]},
-            "BeautyConfig.BeautyEffectItems.0.Type: unknown beauty effect 'x'; expected one of rosy, sharpen, smooth, whiten",
+            "BeautyConfig.BeautyEffectItems.0.Type: unknown beauty effect 'x'; "
+            "expected one of rosy, sharpen, smooth, whiten",
         ),
         (
             {"BeautyFilterItems": [{"Switch": "ON", "Type": "warm"}, {"Switch": "OFF", "Type": "sepia"}]},
-            "BeautyConfig.BeautyFilterItems.1.Type: unknown beauty filter 'sepia'; expected one of cool, mono, natural, vintage, vivid, warm",
+            "BeautyConfig.BeautyFilterItems.1.Type: unknown beauty filter 'sepia'; "
+            "expected one of cool, mono, natural, vintage, vivid, warm",
         ),
     ],
 )
