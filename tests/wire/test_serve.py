@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -167,3 +168,24 @@ def test_several_api_processes_share_the_ports(tmp_path):
                     and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_tccli_over_plain_http_with_configured_endpoint(tmp_path, server):
+    # tccli sends the endpoint "http://127.0.0.1:PORT" as its Host and signs that: no TLS needed.
+    tccli = shutil.which("tccli", path=str(Path(sys.executable).parent))
+    env = {**os.environ, "HOME": str(tmp_path)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([tccli, *args], capture_output=True, text=True, env=env, timeout=120)
+
+    assert run("configure", "set", "secretId", server.secret_id, "secretKey", server.secret_key,
+               "region", "ap-guangzhou").returncode == 0
+    assert run("configure", "set", "vod.endpoint", f"http://127.0.0.1:{server.port}").returncode == 0
+    created = run("vod", "CreateProcessImageAsyncTemplate", "--Name", "from tccli",
+                  "--ProcessImageConfigure", '{"EncodeConfig": {"Format": "WebP", "Quality": 75}}')
+    assert created.returncode == 0, created.stdout + created.stderr
+    definition = json.loads(created.stdout)["Definition"]
+    listed = run("vod", "DescribeProcessImageAsyncTemplates", "--Definitions", f"[{definition}]")
+    item = json.loads(listed.stdout)["ProcessImageAsyncTemplateSet"][0]
+    assert (item["Name"], item["ProcessImageConfigure"]["EncodeConfig"]) == ("from tccli", {"Format": "WebP", "Quality": 75})

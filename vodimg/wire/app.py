@@ -3,7 +3,7 @@
 Per request: read the body (at most ``max_body_bytes``), tell the signature style apart (TC3
 ``Authorization`` header, or the older ``Signature`` parameter), check the Content-Type, verify the
 signature, the Version and the Action, parse the parameters, apply the rate limit of the
-(account, action), run ``provider.call`` in a worker thread and wrap its result. Every answer is
+(account, action), run ``provider.call`` and wrap its result; all but the I/O runs in a worker thread. Every answer is
 HTTP 200 with ``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error``
 only under that exact type) and a fresh uuid4 RequestId.
 
@@ -14,8 +14,8 @@ The rate limit is a token bucket kept in this process: with several API processe
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -49,20 +49,21 @@ class ParsedRequest:
 
 
 class RateLimiter:
-    """Token bucket per key: ``rate`` tokens per second, holding at most ``max(rate, 1)``.
-    Used from the event loop thread only, so it needs no lock."""
+    """Token bucket per key: ``rate`` tokens per second, holding at most ``max(rate, 1)``."""
 
     def __init__(self, rate: float):
         self.rate = rate
         self.capacity = max(rate, 1.0)
         self._buckets: dict[Any, tuple[float, float]] = {}
+        self._lock = threading.Lock()
 
     def allow(self, key: Any, now: float) -> bool:
-        tokens, last = self._buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
-        allowed = tokens >= 1.0
-        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
-        return allowed
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            allowed = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+            return allowed
 
 
 def _media_type(content_type: str | None) -> str:
@@ -100,8 +101,8 @@ class WireProtocol:
         self.settings = settings
         self.actions = frozenset(provider.actions)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
-        # The provider is synchronous (database calls): it runs here, off the event loop. A plain
-        # executor costs less per call than anyio's to_thread.
+        # Request processing is synchronous (database calls): it runs here, off the event loop. A
+        # plain executor costs less per call than anyio's to_thread.
         self.executor = ThreadPoolExecutor(max_workers=PROVIDER_THREADS, thread_name_prefix="vodimg-api")
 
     async def __call__(self, scope, receive, send) -> None:
@@ -121,11 +122,7 @@ class WireProtocol:
     async def answer(self, scope, receive, request_id: str) -> bytes:
         try:
             request = await self.read_request(scope, receive)
-            parsed = self.parse(request)
-            self.check_rate(parsed.app_id, parsed.action)
-            result = await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(
-                self.provider.call, parsed.action, parsed.app_id, parsed.params,
-                from_strings=parsed.from_strings))
+            result = await asyncio.get_running_loop().run_in_executor(self.executor, self.process, request)
         except ApiError as error:
             return error_body(error.code, error.message, request_id)
         except ClientGone:
@@ -167,6 +164,13 @@ class WireProtocol:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def process(self, request: HttpRequest) -> dict:
+        """Everything after reading the request, in a worker thread: key lookups and the provider
+        may query the database, and signatures and JSON cost CPU; the event loop only does I/O."""
+        parsed = self.parse(request)
+        self.check_rate(parsed.app_id, parsed.action)
+        return self.provider.call(parsed.action, parsed.app_id, parsed.params, from_strings=parsed.from_strings)
 
     def parse(self, request: HttpRequest) -> ParsedRequest:
         if "authorization" in request.headers or not self._is_legacy(request):
