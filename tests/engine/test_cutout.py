@@ -196,6 +196,17 @@ def test_soft_edge_takes_the_pattern_colour_not_the_background():
     assert np.median(halo_distance) > 100  # the background's light grey would be ~0
 
 
+def test_strips_give_the_same_result_as_one_block(monkeypatch):
+    image, _ = printed_pattern(300, 400)
+    whole = cutout.extract_pattern(image, cutout.PatternOptions(edge_expansion_step=8))
+    coarse = cv2.resize(cutout.saliency_map(image), (400, 300))
+    refined = cutout.refine_edges(image, coarse)
+    monkeypatch.setattr(cutout, "STRIP_ROWS", 23)  # many strips, each much thinner than the halo
+    in_strips = cutout.extract_pattern(image, cutout.PatternOptions(edge_expansion_step=8))
+    assert np.array_equal(whole[0], in_strips[0]) and np.array_equal(whole[1], in_strips[1])
+    assert np.array_equal(refined, cutout.refine_edges(image, coarse))
+
+
 def test_pattern_is_deterministic():
     image, _ = printed_pattern()
     first, second = pattern(image), pattern(image)

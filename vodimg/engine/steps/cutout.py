@@ -38,6 +38,7 @@ DEFAULT_TYPE = "foreground"
 DEFAULT_MODEL = "cutout-1.0-lite"
 
 NETWORK_SIDE = 320  # U2-Net-p's fixed input size
+STRIP_ROWS = 512  # full-resolution passes run in strips of this many rows (bounded memory)
 ZOOM_MARGIN = 0.1  # flash: background kept around the object for the second pass, per side
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -128,11 +129,12 @@ def refine_edges(bgr: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     confident regions stay fully opaque or transparent.
     """
     height, width = coarse.shape
-    upscale = max(height, width) / NETWORK_SIDE
-    radius = max(2, int(round(2.0 * upscale)))
-    guide = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
-    filtered = guided_filter(guide, coarse, radius, 1e-4)
-    return np.clip((filtered - 0.05) / 0.9, 0.0, 1.0)
+    radius = max(2, int(round(2.0 * max(height, width) / NETWORK_SIDE)))
+    refined = np.empty_like(coarse)
+    for read, write, keep in strips(height, 2 * radius + 2):  # bounded memory; same result
+        guide = cv2.cvtColor(bgr[read], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
+        refined[write] = guided_filter(guide, coarse[read], radius, 1e-4)[keep]
+    return np.clip((refined - 0.05) / 0.9, 0.0, 1.0)
 
 
 def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -224,16 +226,71 @@ def extract_pattern(bgr: np.ndarray, options: PatternOptions) -> tuple[np.ndarra
        EdgeBlendingIntensity (0: keep the sharp matte; 1: a full feather of 2 x EdgeExpansionStep px).
     6. Colour decontamination: soft pixels take the local pattern colour, so the feathered edge
        fades the pattern itself instead of showing a fringe of the old background.
+
+    Steps 2-6 only look EdgeSamplingStep + EdgeExpansionStep pixels around each pixel, so the
+    image is processed in horizontal strips with that much overlap (bounded memory on large
+    images; the result is identical to a whole-image run).
     """
+    background = _background(bgr)
+    typical = _typical_pattern_distance(bgr, background)
+    colour, alpha = np.empty_like(bgr), np.empty(bgr.shape[:2], np.uint8)
+    halo = options.edge_sampling_step + options.edge_expansion_step + 4
+    for read, write, keep in strips(bgr.shape[0], halo):
+        strip_colour, strip_alpha = _extract_strip(bgr[read], background, typical, options)
+        colour[write], alpha[write] = strip_colour[keep], strip_alpha[keep]
+    return colour, alpha
+
+
+def strips(height: int, halo: int) -> list[tuple[slice, slice, slice]]:
+    """(rows to read, rows to write, rows of the read block to keep) for STRIP_ROWS-row strips."""
+    result = []
+    for top in range(0, height, STRIP_ROWS):
+        bottom = min(height, top + STRIP_ROWS)
+        read_top, read_bottom = max(0, top - halo), min(height, bottom + halo)
+        result.append((slice(read_top, read_bottom), slice(top, bottom), slice(top - read_top, bottom - read_top)))
+    return result
+
+
+@dataclass(frozen=True)
+class _Background:
+    lab: np.ndarray  # median border colour, CIE Lab
+    bgr: np.ndarray  # median border colour, BGR
+    noise: float  # delta E that background pixels stay within
+
+
+def _background(bgr: np.ndarray) -> _Background:
+    border = bgr[_border_mask(bgr.shape[:2])].astype(np.float32)
+    lab = cv2.cvtColor(border[None] / 255.0, cv2.COLOR_BGR2Lab)[0]
+    colour = np.median(lab, axis=0)
+    noise = float(np.percentile(np.linalg.norm(lab - colour, axis=-1), 99))
+    return _Background(lab=colour, bgr=np.median(border, axis=0), noise=max(noise, 1.0))
+
+
+def _distance_to_background(bgr: np.ndarray, background: _Background) -> np.ndarray:
+    difference = cv2.cvtColor(bgr.astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab) - background.lab
+    return np.sqrt(np.einsum("ijk,ijk->ij", difference, difference))
+
+
+def _typical_pattern_distance(bgr: np.ndarray, background: _Background) -> float:
+    """Median distance of sure-pattern pixels to the background (on a copy of at most 1 MP)."""
+    scale = min(1.0, (1e6 / (bgr.shape[0] * bgr.shape[1])) ** 0.5)
+    small = bgr if scale == 1.0 else cv2.resize(
+        bgr, (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale))), interpolation=cv2.INTER_NEAREST
+    )
+    distance = _distance_to_background(small, background)
+    pattern = distance[distance > background.noise + MIN_PATTERN_CONTRAST]
+    return float(np.median(pattern)) if pattern.size else max(float(distance.max()), 1e-6)
+
+
+def _extract_strip(
+    bgr: np.ndarray, background: _Background, typical: float, options: PatternOptions
+) -> tuple[np.ndarray, np.ndarray]:
     image = bgr.astype(np.float32)
-    lab = cv2.cvtColor(image / 255.0, cv2.COLOR_BGR2Lab)
-    background_lab, noise = _background(lab)
-    distance = np.linalg.norm(lab - background_lab, axis=-1)
+    distance = _distance_to_background(bgr, background)
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
-    sure_background = cv2.erode((distance <= noise).astype(np.uint8), cross)
-    sure_pattern = cv2.erode((distance > noise + MIN_PATTERN_CONTRAST).astype(np.uint8), cross)
-    background_bgr = np.median(image[_border_mask(image.shape[:2])], axis=0)
-    alpha = _sampled_alpha(image, distance, sure_pattern, sure_background, background_bgr, options.edge_sampling_step)
+    sure_background = cv2.erode((distance <= background.noise).astype(np.uint8), cross)
+    sure_pattern = cv2.erode((distance > background.noise + MIN_PATTERN_CONTRAST).astype(np.uint8), cross)
+    alpha = _sampled_alpha(image, distance / typical, sure_pattern, sure_background, background.bgr, options.edge_sampling_step)
     alpha = _apply_thresholds(alpha * 255.0, options.transparency_threshold, options.opaque_threshold)
     alpha = _expand_edges(alpha, options.edge_expansion_step, options.edge_blending_intensity)
     colour = _decontaminate(image, alpha, sure_pattern, options.edge_sampling_step + options.edge_expansion_step)
@@ -247,13 +304,6 @@ def _border_mask(shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def _background(lab: np.ndarray) -> tuple[np.ndarray, float]:
-    border = lab[_border_mask(lab.shape[:2])]
-    colour = np.median(border, axis=0)
-    noise = float(np.percentile(np.linalg.norm(border - colour, axis=-1), 99))
-    return colour, max(noise, 1.0)
-
-
 def _local_mean(image: np.ndarray, mask: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean colour of the masked pixels within ``radius`` of each pixel, and how many there were."""
     size = (2 * radius + 1, 2 * radius + 1)
@@ -265,28 +315,29 @@ def _local_mean(image: np.ndarray, mask: np.ndarray, radius: int) -> tuple[np.nd
 
 def _sampled_alpha(
     image: np.ndarray,
-    distance: np.ndarray,
+    relative_distance: np.ndarray,
     sure_pattern: np.ndarray,
     sure_background: np.ndarray,
     background_bgr: np.ndarray,
     step: int,
 ) -> np.ndarray:
     """0-1 alpha: 1 / 0 on sure pixels, local projection between sampled colours elsewhere."""
+    alpha = sure_pattern.astype(np.float32)
+    unknown = (sure_pattern == 0) & (sure_background == 0)
+    if not unknown.any():
+        return alpha
     foreground, foreground_count = _local_mean(image, sure_pattern, step)
     background, background_count = _local_mean(image, sure_background, step)
-    background = np.where((background_count > 0)[..., None], background, background_bgr)
+    colour, foreground, background = image[unknown], foreground[unknown], background[unknown]
+    background[background_count[unknown] == 0] = background_bgr
     span = foreground - background
-    span2 = (span * span).sum(axis=-1)
-    projected = ((image - background) * span).sum(axis=-1) / np.maximum(span2, 1e-6)
+    span2 = np.einsum("ij,ij->i", span, span)
+    projected = np.einsum("ij,ij->i", colour - background, span) / np.maximum(span2, 1e-6)
     # Where no pattern colour was sampled nearby (thin strokes, faint colours), fall back on the
     # distance to the background relative to the typical pattern's distance.
-    typical = float(np.median(distance[sure_pattern > 0])) if sure_pattern.any() else float(distance.max())
-    fallback = distance / max(typical, 1e-6)
-    usable = (foreground_count > 0) & (span2 > 20.0**2)
-    alpha = np.clip(np.where(usable, projected, fallback), 0.0, 1.0)
-    alpha[sure_pattern > 0] = 1.0
-    alpha[sure_background > 0] = 0.0
-    return alpha.astype(np.float32)
+    usable = (foreground_count[unknown] > 0) & (span2 > 20.0**2)
+    alpha[unknown] = np.clip(np.where(usable, projected, relative_distance[unknown]), 0.0, 1.0)
+    return alpha
 
 
 def _apply_thresholds(alpha: np.ndarray, transparent: int, opaque: int) -> np.ndarray:
