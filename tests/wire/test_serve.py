@@ -189,3 +189,31 @@ def test_tccli_over_plain_http_with_configured_endpoint(tmp_path, server):
     listed = run("vod", "DescribeProcessImageAsyncTemplates", "--Definitions", f"[{definition}]")
     item = json.loads(listed.stdout)["ProcessImageAsyncTemplateSet"][0]
     assert (item["Name"], item["ProcessImageConfigure"]["EncodeConfig"]) == ("from tccli", {"Format": "WebP", "Quality": 75})
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_unexpected_failure_is_internal_error_logged_with_request_id(tmp_path, postgres_url):
+    import sqlalchemy as sa
+
+    server = started(tmp_path / "data", database_url=postgres_url)
+    engine = sa.create_engine(postgres_url)
+    try:
+        assert server.common().call_json(ACTION, {})["Response"]["TotalCount"] >= 1
+        with engine.begin() as conn:  # the database breaks under the running server
+            conn.execute(sa.text("ALTER TABLE templates RENAME TO templates_gone"))
+        body = answer(tc3_post(server))
+        assert body["Error"]["Code"] == "InternalError"
+        assert body["RequestId"] in body["Error"]["Message"]
+        assert "Traceback" not in body["Error"]["Message"] and "templates" not in body["Error"]["Message"]
+        deadline = time.monotonic() + 5
+        while f"InternalError RequestId={body['RequestId']}" not in server.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = server.output()
+        assert f"InternalError RequestId={body['RequestId']}" in log and "Traceback" in log
+        with pytest.raises(TencentCloudSDKException) as caught:
+            server.common().call_json(ACTION, {})
+        assert caught.value.code == "InternalError"
+    finally:
+        server.stop()
+        engine.dispose()
