@@ -89,6 +89,9 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        for name, port in (("--port (VODIMG_PORT)", self.port), ("--tls-port (VODIMG_TLS_PORT)", self.tls_port)):
+            if port is not None and not 0 < port < 65536:
+                raise ConfigError(f"{name} must be between 1 and 65535")
         if (self.secret_id is None) != (self.secret_key is None):
             raise ConfigError("VODIMG_SECRET_ID and VODIMG_SECRET_KEY must be given together")
         if (self.tls_cert is None) != (self.tls_key is None):

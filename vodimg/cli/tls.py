@@ -15,7 +15,7 @@ from vodimg.wire import tls
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("tls", help="local CA for HTTPS (trust it for tccli)",
-                                   description=__doc__.splitlines()[0])
+                                   description="The local CA that signs the HTTPS certificate when no --tls-cert is given.")
     commands = parser.add_subparsers(dest="tls_command", required=True, metavar="TLS_COMMAND")
     trust = commands.add_parser("trust", help="make the local CA (if needed) and add it to this "
                                               "Python's certifi bundle (idempotent)")
