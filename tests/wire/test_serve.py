@@ -30,6 +30,8 @@ def test_first_start_prints_a_key_once_and_it_works(tmp_path):
     try:
         key = server.printed_key()
         assert key is not None and key["SecretId"].startswith("AKID"), server.output()
+        key_file = server.data_dir / "first-start-key.json"
+        assert json.loads(key_file.read_text()) == key and key_file.stat().st_mode & 0o077 == 0
         server.secret_id, server.secret_key = key["SecretId"], key["SecretKey"]
         assert server.common().call_json(ACTION, {})["Response"]["TotalCount"] >= 1
         server.stop()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,6 +23,7 @@ import uvicorn
 from vodimg.config import ConfigError, Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
+FIRST_KEY_FILE = "first-start-key.json"  # in the data directory
 
 NO_AUTH_WARNING = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -97,10 +99,18 @@ def prepare_database(settings: Settings):
     database.migrate()
     created = AccountService(database).bootstrap(settings.secret_id, settings.secret_key, settings.sub_app_id)
     if created:
-        print("vodimg: first start, created the default account and its API key "
-              "(shown once; `vodimg accounts` manages keys):", flush=True)
+        key_file = _write_private(settings.data_dir / FIRST_KEY_FILE, json.dumps(created, indent=2) + "\n")
+        print(f"vodimg: first start, created the default account and its API key (also written to "
+              f"{key_file}, readable by you only; `vodimg accounts` manages keys):", flush=True)
         print(json.dumps(created), flush=True)
     return database
+
+
+def _write_private(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return path
 
 
 def build_app(settings: Settings, database):
