@@ -200,8 +200,8 @@ class Tenant:
 
 
 def started(data_dir: Path, **options) -> Server:
-    """A started server with a fresh key given by environment (unless ``secret_id=None`` is wanted,
-    then pass ``secret_id=""``)."""
+    """A started server whose default account has a fresh key given by environment
+    (``Server(...).start()`` without a key lets the server generate and print one)."""
     if "secret_id" not in options:
         options["secret_id"], options["secret_key"] = new_key()
     return Server(data_dir, **options).start()
