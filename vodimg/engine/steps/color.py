@@ -1,6 +1,6 @@
 """ColorEnhance: vibrance-style saturation boost that protects skin and never clips.
 
-Method: in HSV (OpenCV's full-range hue, 0-255 for 0-360 degrees) only saturation S changes,
+Method: in HSV (OpenCV's 8-bit HSV, hue in 2-degree units) only saturation S changes,
 through the curve ``S' = 1 - (1 - S) ** (1 + a)``. Its slope is 1 + a at S = 0 and 0 at S = 1, so
 dull pixels gain the most (vibrance), and already vivid ones approach the gamut edge softly
 instead of clipping; V (the brightest channel) is kept, so no channel ever rises, and S is capped
@@ -34,16 +34,17 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
 
 def boost_saturation(bgr: np.ndarray, boost: float, skin_share: float = SKIN_SHARE) -> np.ndarray:
     """Vibrance boost of strength ``boost`` (0 = none), skin hues getting ``skin_share`` of it."""
-    # planes by transposition: cv2.split is several times slower in OpenCV 5
-    h, s, v = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV_FULL).transpose(2, 0, 1))
+    # extractChannel: cv2.split is several times slower in OpenCV 5; the 0-180 hue variant
+    # because the full-range HSV2BGR_FULL conversion is 3-5x slower than HSV2BGR
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+    h, s, v = (cv2.extractChannel(hsv, i) for i in range(3))
     full, skin = saturation_curve(boost), saturation_curve(boost * skin_share)
     # boost withheld from a fully skin-like pixel, by S (its saturation weight folded in)
     withheld = np.rint((full.astype(np.float64) - skin) * _SKIN_SAT_WEIGHT / 255.0).astype(np.uint8)
     held_back = cv2.multiply(cv2.LUT(h, _SKIN_HUE_WEIGHT), cv2.LUT(s, withheld), scale=1.0 / 255.0)
-    # the lowest channel is V * (1 - S): keep it >= 1 where it was, so dark colours don't clip to 0
-    s_cap = cv2.max(s, cv2.LUT(v, _S_CAP_BY_V))
-    s_new = cv2.min(cv2.subtract(cv2.LUT(s, full), held_back), s_cap)
-    return cv2.cvtColor(cv2.merge([h, s_new, v]), cv2.COLOR_HSV2BGR_FULL)
+    # the lowest channel is V * (1 - S): keep it >= 1 after rounding, so dark colours don't clip
+    s_new = cv2.min(cv2.subtract(cv2.LUT(s, full), held_back), cv2.LUT(v, _S_CAP_BY_V))
+    return cv2.cvtColor(cv2.merge([h, s_new, v]), cv2.COLOR_HSV2BGR)
 
 
 def saturation_curve(boost: float) -> np.ndarray:
@@ -59,7 +60,7 @@ def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 def _skin_hue_weight() -> np.ndarray:
     """255 inside the skin hue band, 0 outside, smooth edges; hue wraps at 360 degrees."""
-    degrees = np.arange(256, dtype=np.float64) * 360.0 / 256.0
+    degrees = np.arange(256, dtype=np.float64) * 2.0  # OpenCV's 8-bit hue unit is 2 degrees
     signed = np.where(degrees > 180.0, degrees - 360.0, degrees)  # reds near 360 are near 0
     lo, hi = SKIN_HUE_DEGREES
     weight = _ramp(signed, lo - SKIN_HUE_FEATHER, lo) * (1.0 - _ramp(signed, hi, hi + SKIN_HUE_FEATHER))
@@ -75,7 +76,7 @@ def _skin_saturation_weight() -> np.ndarray:
 def _saturation_cap_by_value() -> np.ndarray:
     """Largest S whose lowest channel V * (1 - S / 255) still rounds to at least 1."""
     v = np.maximum(np.arange(256, dtype=np.float64), 1.0)
-    return np.clip(np.floor(255.0 * (1.0 - 1.0 / v)), 0, 255).astype(np.uint8)
+    return np.clip(np.floor(255.0 * (1.0 - 1.5 / v)), 0, 255).astype(np.uint8)
 
 
 _S_CAP_BY_V = _saturation_cap_by_value()

@@ -30,7 +30,7 @@ NO_OP_GAIN = 1.02  # below this largest gain the image counts as already bright
 
 
 def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
-    b, g, r = np.ascontiguousarray(frame.bgr.transpose(2, 0, 1))  # cv2.split is slower in OpenCV 5
+    b, g, r = (cv2.extractChannel(frame.bgr, i) for i in range(3))  # cv2.split is slower in OpenCV 5
     peak = cv2.max(cv2.max(b, g), r)  # brightest channel: the illumination bound per pixel
     gain = illumination_gain(peak)
     if gain is None:
