@@ -207,6 +207,18 @@ def test_strips_give_the_same_result_as_one_block(monkeypatch):
     assert np.array_equal(refined, cutout.refine_edges(image, coarse))
 
 
+def test_plain_image_has_no_pattern():
+    plain = with_gaussian_noise(np.full((120, 160, 3), PATTERN_BACKGROUND, np.uint8), 3.0)
+    assert not cut(plain, {"Type": "pattern"}).alpha.any()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 5, 3), (40, 1, 3)])
+@pytest.mark.parametrize("options", [{}, {"Model": "cutout-1.0-flash"}, {"Type": "pattern"}])
+def test_tiny_images_get_an_alpha_of_their_size(shape, options):
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    assert cut(image, options).alpha.shape == shape[:2]
+
+
 def test_pattern_is_deterministic():
     image, _ = printed_pattern()
     first, second = pattern(image), pattern(image)

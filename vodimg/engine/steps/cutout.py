@@ -233,6 +233,8 @@ def extract_pattern(bgr: np.ndarray, options: PatternOptions) -> tuple[np.ndarra
     """
     background = _background(bgr)
     typical = _typical_pattern_distance(bgr, background)
+    if typical is None:  # nothing stands out from the background
+        return bgr.copy(), np.zeros(bgr.shape[:2], np.uint8)
     colour, alpha = np.empty_like(bgr), np.empty(bgr.shape[:2], np.uint8)
     halo = options.edge_sampling_step + options.edge_expansion_step + 4
     for read, write, keep in strips(bgr.shape[0], halo):
@@ -271,15 +273,16 @@ def _distance_to_background(bgr: np.ndarray, background: _Background) -> np.ndar
     return np.sqrt(np.einsum("ijk,ijk->ij", difference, difference))
 
 
-def _typical_pattern_distance(bgr: np.ndarray, background: _Background) -> float:
-    """Median distance of sure-pattern pixels to the background (on a copy of at most 1 MP)."""
+def _typical_pattern_distance(bgr: np.ndarray, background: _Background) -> float | None:
+    """Median distance of sure-pattern pixels to the background (on a copy of at most 1 MP),
+    None when no pixel is surely pattern."""
     scale = min(1.0, (1e6 / (bgr.shape[0] * bgr.shape[1])) ** 0.5)
     small = bgr if scale == 1.0 else cv2.resize(
         bgr, (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale))), interpolation=cv2.INTER_NEAREST
     )
     distance = _distance_to_background(small, background)
     pattern = distance[distance > background.noise + MIN_PATTERN_CONTRAST]
-    return float(np.median(pattern)) if pattern.size else max(float(distance.max()), 1e-6)
+    return float(np.median(pattern)) if pattern.size else None
 
 
 def _extract_strip(
@@ -290,7 +293,8 @@ def _extract_strip(
     cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     sure_background = cv2.erode((distance <= background.noise).astype(np.uint8), cross)
     sure_pattern = cv2.erode((distance > background.noise + MIN_PATTERN_CONTRAST).astype(np.uint8), cross)
-    alpha = _sampled_alpha(image, distance / typical, sure_pattern, sure_background, background.bgr, options.edge_sampling_step)
+    relative_distance = (distance - background.noise) / (typical - background.noise)
+    alpha = _sampled_alpha(image, relative_distance, sure_pattern, sure_background, background.bgr, options.edge_sampling_step)
     alpha = _apply_thresholds(alpha * 255.0, options.transparency_threshold, options.opaque_threshold)
     alpha = _expand_edges(alpha, options.edge_expansion_step, options.edge_blending_intensity)
     colour = _decontaminate(image, alpha, sure_pattern, options.edge_sampling_step + options.edge_expansion_step)
