@@ -43,7 +43,9 @@ def boost_saturation(bgr: np.ndarray, boost: float, skin_share: float = SKIN_SHA
     withheld = np.rint((full.astype(np.float64) - skin) * _SKIN_SAT_WEIGHT / 255.0).astype(np.uint8)
     held_back = cv2.multiply(cv2.LUT(h, _SKIN_HUE_WEIGHT), cv2.LUT(s, withheld), scale=1.0 / 255.0)
     # the lowest channel is V * (1 - S): keep it >= 1 after rounding, so dark colours don't clip
-    s_new = cv2.min(cv2.subtract(cv2.LUT(s, full), held_back), cv2.LUT(v, _S_CAP_BY_V))
+    # to 0; pixels already at the gamut edge (S = 255) stay there
+    s_cap = cv2.max(cv2.LUT(v, _S_CAP_BY_V), cv2.threshold(s, 254, 255, cv2.THRESH_BINARY)[1])
+    s_new = cv2.min(cv2.subtract(cv2.LUT(s, full), held_back), s_cap)
     return cv2.cvtColor(cv2.merge([h, s_new, v]), cv2.COLOR_HSV2BGR)
 
 
@@ -74,7 +76,8 @@ def _skin_saturation_weight() -> np.ndarray:
 
 
 def _saturation_cap_by_value() -> np.ndarray:
-    """Largest S whose lowest channel V * (1 - S / 255) still rounds to at least 1."""
+    """Largest S whose lowest channel V * (1 - S / 255) stays >= 1.5 (so that it still rounds to
+    at least 1 through OpenCV's 8-bit HSV-to-BGR conversion)."""
     v = np.maximum(np.arange(256, dtype=np.float64), 1.0)
     return np.clip(np.floor(255.0 * (1.0 - 1.5 / v)), 0, 255).astype(np.uint8)
 
