@@ -2,7 +2,8 @@
 
 Method: in HSV (OpenCV's 8-bit HSV, hue in 2-degree units) only saturation S changes,
 through the curve ``S' = 1 - (1 - S) ** (1 + a)``. Its slope is 1 + a at S = 0 and 0 at S = 1, so
-dull pixels gain the most (vibrance), and already vivid ones approach the gamut edge softly
+dull pixels gain the most (vibrance; near-greys below S = 0.02-0.10 are faded out, so chroma
+noise is not amplified), and already vivid ones approach the gamut edge softly
 instead of clipping; V (the brightest channel) is kept, so no channel ever rises, and S is capped
 where the lowest channel would round to 0. Pixels in the
 skin hue band (about 0-50 degrees) with moderate saturation get a third of the boost, so faces do
@@ -25,6 +26,7 @@ SKIN_SHARE = 1.0 / 3.0  # share of the boost skin-coloured pixels receive
 SKIN_HUE_DEGREES = (0.0, 50.0)  # protected band, feathered by SKIN_HUE_FEATHER on each side
 SKIN_HUE_FEATHER = 12.0
 SKIN_MAX_SATURATION = (0.60, 0.80)  # protection fades out across this saturation range
+NEUTRAL_S = (0.02, 0.10)  # below this saturation range pixels count as grey and are not boosted
 
 
 def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
@@ -50,9 +52,11 @@ def boost_saturation(bgr: np.ndarray, boost: float, skin_share: float = SKIN_SHA
 
 
 def saturation_curve(boost: float) -> np.ndarray:
-    """uint8 LUT of S' = 1 - (1 - S) ** (1 + boost)."""
+    """uint8 LUT of S' = 1 - (1 - S) ** (1 + boost), faded in over S = 0.02-0.10 so that
+    near-neutral pixels (greys with chroma noise or compression artefacts) are left alone."""
     s = np.arange(256, dtype=np.float64) / 255.0
-    return np.rint((1.0 - (1.0 - s) ** (1.0 + boost)) * 255.0).astype(np.uint8)
+    boosted = 1.0 - (1.0 - s) ** (1.0 + boost)
+    return np.rint((s + _ramp(s, *NEUTRAL_S) * (boosted - s)) * 255.0).astype(np.uint8)
 
 
 def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
