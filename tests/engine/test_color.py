@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.engine.images import photo
+from vodimg.engine.errors import InvalidConfig
 from vodimg.engine.frame import Frame, StepContext
 from vodimg.engine.steps import color
 
@@ -71,3 +72,9 @@ def test_brightest_channel_and_greys_are_kept():
     assert np.abs(out.max(axis=2).astype(int) - src.max(axis=2)).max() <= 2
     grey = np.full((16, 16, 3), 128, np.uint8)
     assert np.array_equal(run(grey, {"Switch": "ON", "Type": "strong"}), grey)
+
+
+def test_unknown_type_is_a_clear_error():
+    with pytest.raises(InvalidConfig) as error:
+        color.apply(Frame(bgr=photo("chelsea")), {"Switch": "ON", "Type": "vivid"}, StepContext())
+    assert str(error.value) == "ColorEnhance.Type must be weak, normal or strong, not 'vivid'"

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.engine.images import darkened, photo
+from vodimg.engine.errors import InvalidConfig
 from vodimg.engine.frame import Frame, StepContext
 from vodimg.engine.steps import lowlight
 
@@ -68,3 +69,9 @@ def test_deterministic_and_keeps_alpha_and_size():
     assert np.array_equal(first.bgr, second.bgr)
     assert first.bgr.shape == dark.shape and first.bgr.dtype == np.uint8
     assert first.alpha is alpha
+
+
+def test_unknown_type_is_a_clear_error():
+    with pytest.raises(InvalidConfig) as error:
+        lowlight.apply(Frame(bgr=photo("chelsea")), {"Switch": "ON", "Type": "vivid"}, StepContext())
+    assert str(error.value) == "LowLightEnhance.Type must be normal, not 'vivid'"

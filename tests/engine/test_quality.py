@@ -8,6 +8,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from tests.engine.images import photo, psnr
+from vodimg.engine.errors import InvalidConfig
 from vodimg.engine.frame import Frame, StepContext
 from vodimg.engine.steps import quality
 
@@ -91,3 +92,9 @@ def test_default_is_weak_and_tiny_images_work():
     for shape in [(1, 1, 3), (7, 9, 3), (16, 17, 3)]:
         tiny = np.full(shape, 90, np.uint8)
         assert run(tiny, "strong").shape == shape
+
+
+def test_unknown_type_is_a_clear_error():
+    with pytest.raises(InvalidConfig) as error:
+        quality.apply(Frame(bgr=photo("chelsea")), {"Switch": "ON", "Type": "vivid"}, StepContext())
+    assert str(error.value) == "ImageQualityEnhance.Type must be weak, normal or strong, not 'vivid'"
