@@ -1,0 +1,227 @@
+"""Super-resolution: the SuperResolution and AdvancedSuperResolution capabilities.
+
+Two entry points, one per capability (the validator makes sure at most one is ON), and
+``check(options)``, which the pipeline calls before decoding:
+
+- :func:`apply` for ``SuperResolutionInfo``: ``{"Switch", "Type": lq|hq, "Size": 2}``, always x2.
+- :func:`apply_advanced` for ``AdvancedSuperResolutionConfig``: ``{"Switch", "Type":
+  standard|super, "Mode": percent|fixed|aspect, "Percent", "Width", "Height", "LongSide",
+  "ShortSide"}``, to an exact output size.
+
+Which upscaler each type runs (measured in ``bench/quality_sr.py``, see docs/engine-superres.md):
+
+- ``lq``: waifu2x photo x2 with denoise level 2 (noisy, low-quality sources).
+- ``hq``: SPAN x2 (the sharpest; trained on clean bicubic-downscaled photos).
+- ``super``: the mean of SPAN x2 and waifu2x photo x2 denoise level 0. SPAN alone is best on clean
+  bicubic-downscaled sources but weak on box-downscaled or JPEG sources, where waifu2x wins; the
+  mean keeps most of SPAN's gain on the former and most of waifu2x's on the latter.
+- ``standard``: learned edge-adaptive filters on luminance over bicubic, chroma bicubic (fast path,
+  about a tenth of a second per input megapixel).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from vodimg.engine import filter_sr, ncnn_model
+from vodimg.engine.errors import InvalidConfig, LimitExceeded
+from vodimg.engine.frame import Frame, StepContext
+
+MAX_SIDE = 4096
+DEFAULT_PERCENT = 2.0
+LQ_NOISE_LEVEL = 2
+# Above this factor a second x2 pass is run (a 4x intermediate area-downscaled to the target)
+# rather than one x2 pass followed by an interpolating upscale.
+SECOND_PASS_ABOVE = 2.5
+
+Upscaler = Callable[[np.ndarray, Callable[[float], None], Callable[[], None]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Size:
+    width: int
+    height: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def check(options: dict) -> None:
+    """Refuse bad options before any pixel is decoded (the pipeline calls this for both
+    capabilities; their Types do not overlap). Size limits need the image: ``apply*`` checks them."""
+    if options.get("Type") in ADVANCED_TYPES or ADVANCED_ONLY_MEMBERS & options.keys():
+        _advanced_type(options)
+        target_size(1, 1, options)
+    else:
+        _basic_type(options)
+
+
+def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
+    """SuperResolution: x2 with the model of ``Type`` (default ``lq``)."""
+    sr_type = _basic_type(options)
+    target = Size(frame.width * 2, frame.height * 2)
+    check_output_size(target, ctx)
+    return upscale_to(frame, target, UPSCALERS[sr_type], ctx)
+
+
+def apply_advanced(frame: Frame, options: dict, ctx: StepContext) -> Frame:
+    """AdvancedSuperResolution: upscale with ``Type`` (default ``standard``) to the size ``Mode`` gives."""
+    sr_type = _advanced_type(options)
+    target = target_size(frame.width, frame.height, options)
+    check_output_size(target, ctx)
+    return upscale_to(frame, target, UPSCALERS[sr_type], ctx)
+
+
+BASIC_TYPES = ("lq", "hq")
+ADVANCED_TYPES = ("standard", "super")
+ADVANCED_ONLY_MEMBERS = {"Mode", "Percent", "Width", "Height", "LongSide", "ShortSide"}
+
+
+def _basic_type(options: dict) -> str:
+    sr_type = options.get("Type", "lq")
+    if sr_type not in BASIC_TYPES:
+        raise InvalidConfig(f"SuperResolution.Type must be lq or hq, not {sr_type!r}")
+    size = options.get("Size", 2)
+    if size != 2:
+        raise InvalidConfig(f"SuperResolution.Size must be 2, not {size!r}")
+    return sr_type
+
+
+def _advanced_type(options: dict) -> str:
+    sr_type = options.get("Type", "standard")
+    if sr_type not in ADVANCED_TYPES:
+        raise InvalidConfig(f"AdvancedSuperResolution.Type must be standard or super, not {sr_type!r}")
+    return sr_type
+
+
+# ---------------------------------------------------------------------------------------------
+# Output size
+
+
+def target_size(width: int, height: int, options: dict) -> Size:
+    """The output size AdvancedSuperResolutionConfig asks for (see docs/engine-superres.md).
+
+    - ``percent``: both sides times ``Percent`` (default 2.0, fractional allowed), rounded.
+    - ``fixed``: exactly ``Width`` x ``Height`` (aspect ratio not kept).
+    - ``aspect``: the aspect-preserving size that covers the ``Width`` x ``Height`` box (the larger
+      of the two rectangles that fit the box's width or its height).
+    ``fixed`` and ``aspect`` use ``LongSide`` x ``ShortSide`` (oriented like the input) when neither
+    ``Width`` nor ``Height`` is given. With only one side given, the other keeps the aspect ratio.
+    """
+    mode = options.get("Mode", "percent")
+    if mode == "percent":
+        percent = float(options.get("Percent", DEFAULT_PERCENT))
+        if not math.isfinite(percent) or percent <= 0:
+            raise InvalidConfig(f"AdvancedSuperResolution.Percent must be above 0, not {percent!r}")
+        return Size(max(1, round(width * percent)), max(1, round(height * percent)))
+    if mode not in ("fixed", "aspect"):
+        raise InvalidConfig(f"AdvancedSuperResolution.Mode must be percent, fixed or aspect, not {mode!r}")
+    box_w, box_h = _requested_box(width, height, options)
+    for name, value in (("width", box_w), ("height", box_h)):
+        if value is not None and value <= 0:
+            raise InvalidConfig(f"AdvancedSuperResolution target {name} must be above 0, not {value}")
+    if box_w is None or box_h is None:  # one side given: the other follows the aspect ratio
+        scale = box_w / width if box_w is not None else box_h / height
+        return _scaled(width, height, scale)
+    if mode == "fixed":
+        return Size(box_w, box_h)
+    return _scaled(width, height, max(box_w / width, box_h / height))
+
+
+def _requested_box(width: int, height: int, options: dict) -> tuple[int | None, int | None]:
+    box_w, box_h = options.get("Width"), options.get("Height")
+    if box_w or box_h:
+        return box_w or None, box_h or None
+    long_side, short_side = options.get("LongSide") or None, options.get("ShortSide") or None
+    if long_side is None and short_side is None:
+        raise InvalidConfig(
+            "AdvancedSuperResolution Mode fixed/aspect needs Width and/or Height, or LongSide and/or ShortSide"
+        )
+    return (long_side, short_side) if width >= height else (short_side, long_side)
+
+
+def _scaled(width: int, height: int, scale: float) -> Size:
+    return Size(max(1, round(width * scale)), max(1, round(height * scale)))
+
+
+def check_output_size(target: Size, ctx: StepContext) -> None:
+    if target.width > MAX_SIDE or target.height > MAX_SIDE:
+        raise LimitExceeded(
+            f"super-resolution output {target.width}x{target.height} exceeds {MAX_SIDE} pixels on a side"
+        )
+    if target.width * target.height > ctx.max_output_pixels:
+        raise LimitExceeded(
+            f"super-resolution output {target.width}x{target.height} exceeds the limit of "
+            f"{ctx.max_output_pixels} pixels"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Upscaling
+
+
+def _model_x2(spec: ncnn_model.ModelSpec) -> Upscaler:
+    def run(bgr: np.ndarray, progress: Callable[[float], None], check_deadline: Callable[[], None]) -> np.ndarray:
+        model = ncnn_model.load_model(spec)
+        return ncnn_model.run_tiled(model, bgr, progress=progress, check_deadline=check_deadline)
+
+    return run
+
+
+def _averaged_x2(first: Upscaler, second: Upscaler) -> Upscaler:
+    """Two models' mean: their errors differ, so the mean beats each on the sources the other wins."""
+
+    def run(bgr: np.ndarray, progress: Callable[[float], None], check_deadline: Callable[[], None]) -> np.ndarray:
+        a = first(bgr, lambda f: progress(0.5 * f), check_deadline)
+        b = second(bgr, lambda f: progress(0.5 + 0.5 * f), check_deadline)
+        return cv2.addWeighted(a, 0.5, b, 0.5, 0.0)
+
+    return run
+
+
+def _filters_x2(bgr: np.ndarray, progress: Callable[[float], None], check_deadline: Callable[[], None]) -> np.ndarray:
+    return filter_sr.upscale_x2(bgr, progress=progress, check_deadline=check_deadline)
+
+
+UPSCALERS: dict[str, Upscaler] = {
+    "lq": _model_x2(ncnn_model.waifu2x_photo(LQ_NOISE_LEVEL)),
+    "hq": _model_x2(ncnn_model.SPAN_X2),
+    "super": _averaged_x2(_model_x2(ncnn_model.SPAN_X2), _model_x2(ncnn_model.waifu2x_photo(0))),
+    "standard": _filters_x2,
+}
+
+
+def upscale_to(frame: Frame, target: Size, upscaler: Upscaler, ctx: StepContext) -> Frame:
+    """Upscale ``frame`` to exactly ``target``: x2 passes of ``upscaler`` then a plain resize."""
+    factor = max(target.width / frame.width, target.height / frame.height)
+    passes = 0 if factor <= 1 else (2 if factor > SECOND_PASS_ABOVE else 1)
+    bgr = frame.bgr
+    # A pass on an image k times larger costs about k^2 as much: weight progress by it.
+    weights = [4**i for i in range(passes)]
+    done = 0.0
+    for i in range(passes):
+        share = weights[i] / sum(weights)
+        bgr = upscaler(bgr, lambda f, base=done, share=share: ctx.progress(base + share * f), ctx.check_deadline)
+        done += share
+    ctx.check_deadline()
+    out = resize(bgr, target, cv2.INTER_LANCZOS4)
+    alpha = None if frame.alpha is None else resize(frame.alpha, target, cv2.INTER_CUBIC)
+    ctx.progress(1.0)
+    return Frame(bgr=np.ascontiguousarray(out), alpha=alpha)
+
+
+def resize(image: np.ndarray, target: Size, enlarge: int) -> np.ndarray:
+    """Plain resize to exactly ``target``: area when shrinking, the ``enlarge`` interpolation otherwise."""
+    h, w = image.shape[:2]
+    if (w, h) == (target.width, target.height):
+        return image
+    shrinking = target.width <= w and target.height <= h
+    return cv2.resize(
+        image, (target.width, target.height), interpolation=cv2.INTER_AREA if shrinking else enlarge
+    )
