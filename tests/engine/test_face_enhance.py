@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.engine.images import face_photo, no_face_photo, psnr, with_gaussian_noise
+from tests.engine.images import encode, face_photo, no_face_photo, psnr, with_gaussian_noise
 from tests.engine.test_faces import tiled_faces
 from vodimg.engine.faces import detect_faces
 from vodimg.engine.frame import Frame, StepContext
@@ -79,6 +79,18 @@ def test_noise_in_a_noisy_face_falls_while_edges_stay():
     grey = cv2.GaussianBlur(cv2.cvtColor(clean, cv2.COLOR_BGR2GRAY), (0, 0), 1.5)
     edges = cv2.Canny(grey, 40, 100)[box] > 0
     assert edge_gradient(out[box], edges) > 0.8 * edge_gradient(clean[box], edges)
+
+
+@pytest.mark.parametrize("quality", [20, 50])
+def test_jpeg_artefacts_in_a_face_are_reduced(quality):
+    clean = face_photo()
+    blocky = cv2.imdecode(np.frombuffer(encode(clean, ".jpg", quality), np.uint8), cv2.IMREAD_COLOR)
+    (face,) = detect_faces(clean)
+    box = (slice(face.y, face.y + face.h), slice(face.x, face.x + face.w))
+    assert face_step.jpeg_blockiness(blocky[box], face.x % 8, face.y % 8) > face_step.BLOCKY
+    assert face_step.jpeg_blockiness(clean[box], face.x % 8, face.y % 8) < face_step.BLOCKY
+    out = enhanced(blocky).bgr
+    assert psnr(out[box], clean[box]) > psnr(blocky[box], clean[box]) + 0.5
 
 
 def test_a_clean_face_keeps_its_detail():

@@ -3,15 +3,15 @@
 No face-restoration weights can be shipped (see ENGINE-NOTES), so each face is restored on a
 crop around it, from the noise level measured on the face itself (grey sigma):
 
-1. rebuild: a clean face (sigma < CLEAN_SIGMA) is super-resolved x2 with waifu2x's photo model
-   and area-averaged back (crisper edges, its own detail kept); a noisy face (sigma >
-   NOISY_SIGMA) is denoised by the mean of non-local means (gentler on eyes and mouth) and
-   waifu2x's strongest photo denoiser run on a half-size copy; in between, both, mixed;
+1. rebuild (see ``rebuild``): a clean face is super-resolved x2 with waifu2x's photo model and
+   area-averaged back (crisper edges, its own detail kept); a moderately noisy or JPEG-blocky
+   face goes through waifu2x's strongest (JPEG-trained) denoiser the same way; a heavily noisy
+   face is denoised by the mean of non-local means and that denoiser on a half-size copy;
 2. skin-aware smoothing: an edge-preserving (guided) filter applied only where the colour
    matches the face's own skin tone, with eyes, brows and mouth (from the landmarks) and strong
    edges excluded, so features and hair keep their detail;
 3. feature detail and contrast: a two-scale unsharp mask on lightness, strong on features and
-   weak on skin.
+   weak on skin. Steps 2 and 3 are turned down on denoised faces.
 
 The restored crop is blended back with an ellipse around the face, feathered to zero at its rim
 and scaled by Intensity. Pixels outside every face's ellipse are left exactly as they were;
@@ -40,18 +40,22 @@ CONTEXT_FRACTION = 0.15
 # Faces larger than this are restored on a downscaled copy; the change is scaled back up.
 WORK_MAX_SIDE = 640
 
-# Measured (grey) noise sigma below which a face counts as clean (textured skin reads ~2), and
-# above which none of its own finest detail is kept (it is noise).
-CLEAN_SIGMA = 3.5
-NOISY_SIGMA = 6.0
+# Regimes by the face's measured (grey) noise sigma; textured clean skin reads ~2-3. Image
+# sigma 10 reads ~7, 20 reads ~13 (the grey channel averages the colour channels' noise).
+CLEAN_SIGMA = 3.5  # below: clean
+MODERATE_SIGMA = 5.0  # above: moderate noise (between the two: mixed)
+HEAVY_SIGMA = 12.0  # above: heavy noise
+HEAVY_RAMP = 3.0  # moderate and heavy are mixed over this much sigma below HEAVY_SIGMA
+BLOCKY = 1.1  # JPEG blockiness above which the face is treated as moderately noisy
 SR_MAX_INPUT = 256  # px: larger crops are super-resolved from a copy this size (time: ~0.5 s)
 NLM_PER_SIGMA = 0.85  # non-local means strength per unit of measured noise sigma
 FEATURE_DENOISE_SHARE = 0.6  # NLM strength on eyes and mouth relative to the rest of the face
-GRAIN_KEPT = 0.08  # share of the removed noise put back, so a denoised face does not look waxy
+GRAIN_KEPT = 0.05  # share of the removed noise put back, so a denoised face does not look waxy
 SKIN_SMOOTHING = 0.4  # share of the guided-filtered skin kept on skin pixels
 FINE_DETAIL_GAIN = 0.3  # unsharp amount on features (sigma 1 px)
 COARSE_DETAIL_GAIN = 0.1  # unsharp amount on features (sigma ~ face width / 50)
 SKIN_DETAIL_SHARE = 0.25  # share of the feature detail gain applied on skin
+DENOISED_RESTRAINT = 0.6  # skin smoothing and detail gains are cut by this share on denoised faces
 
 
 def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
@@ -83,34 +87,36 @@ def enhance_face(image: np.ndarray, face: FaceBox, intensity: float) -> None:
         return
     crop = image[y0:y1, x0:x1]
     local_face = _shift_face(face, x0, y0)
-    restored = _restore_at_work_size(crop, local_face)
+    blocky = jpeg_blockiness(crop, x0 % 8, y0 % 8) > BLOCKY
+    restored = _restore_at_work_size(crop, local_face, blocky)
     mask = _ellipse_mask(crop.shape[:2], (cx - x0, cy - y0), (ax, ay)) * intensity
     blended = crop.astype(np.float32) + (restored - crop.astype(np.float32)) * mask[..., None]
     image[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
 
-def _restore_at_work_size(crop: np.ndarray, face: FaceBox) -> np.ndarray:
+def _restore_at_work_size(crop: np.ndarray, face: FaceBox, blocky: bool) -> np.ndarray:
     """The restored crop as float32; large faces are processed smaller and the change upscaled."""
     height, width = crop.shape[:2]
     scale = min(1.0, WORK_MAX_SIDE / max(height, width))
     if scale == 1.0:
-        return restore_face_crop(crop, face)
+        return restore_face_crop(crop, face, blocky)
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
     small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
-    change = restore_face_crop(small, _scale_face(face, size[0] / width, size[1] / height))
+    change = restore_face_crop(small, _scale_face(face, size[0] / width, size[1] / height), blocky)
     change -= small.astype(np.float32)
     return crop.astype(np.float32) + cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def restore_face_crop(crop: np.ndarray, face: FaceBox) -> np.ndarray:
-    """Denoise, skin-aware smoothing and feature detail on a face crop; float32 BGR out."""
+def restore_face_crop(crop: np.ndarray, face: FaceBox, blocky: bool) -> np.ndarray:
+    """Rebuild, skin-aware smoothing and feature detail on a face crop; float32 BGR out."""
     sigma = estimate_noise_sigma(crop)
-    denoised = np.clip(np.rint(rebuild(crop, sigma, face)), 0, 255).astype(np.uint8)
+    denoised = np.clip(np.rint(rebuild(crop, sigma, blocky, face)), 0, 255).astype(np.uint8)
     skin = skin_weight(denoised, face)
-    # a denoised face is smooth already: smoothing it again would make it waxy
-    skin_smoothing = SKIN_SMOOTHING * (1.0 - 0.6 * _noisy_share(sigma))
-    smoothed = _smooth_skin(denoised, skin * skin_smoothing, face)
-    return _boost_features(smoothed, skin, face)
+    # A denoised face is smooth already (more smoothing looks waxy), and sharpening brings back
+    # the noise left in it: both are turned down in proportion.
+    restraint = 1.0 - DENOISED_RESTRAINT * denoised_share(sigma, blocky)
+    smoothed = _smooth_skin(denoised, skin * SKIN_SMOOTHING * restraint, face)
+    return _boost_features(smoothed, skin, face, restraint)
 
 
 def estimate_noise_sigma(bgr: np.ndarray) -> float:
@@ -123,36 +129,53 @@ def estimate_noise_sigma(bgr: np.ndarray) -> float:
     return float(np.median(response) / (0.6745 * 6.0))
 
 
-def rebuild(crop: np.ndarray, sigma: float, face: FaceBox) -> np.ndarray:
-    """Clean faces get crisper edges from a super-resolution model; noisy faces are denoised.
-    Between CLEAN_SIGMA and NOISY_SIGMA the two are mixed by the measured noise."""
-    noisy_share = _noisy_share(sigma)
-    clean = _sharpen_by_super_resolution(crop) if noisy_share < 1.0 else 0.0
-    noisy = _denoise(crop, sigma, face) if noisy_share > 0.0 else 0.0
-    return clean + noisy_share * (noisy - clean)
+def rebuild(crop: np.ndarray, sigma: float, blocky: bool, face: FaceBox) -> np.ndarray:
+    """The face rebuilt by the regime its measured noise calls for, mixed linearly between regimes:
+
+    - clean (sigma < CLEAN_SIGMA): waifu2x x2 without denoise, area-averaged back: crisper edges;
+    - moderate noise or JPEG blocking: waifu2x x2 with its strongest (JPEG-trained) denoiser at
+      full size, area-averaged back (best measured up to sigma ~10 and for JPEG quality <= 75);
+    - heavy noise (sigma > HEAVY_SIGMA): mean of non-local means and the waifu2x denoiser on a
+      half-size copy, where the noise is halved (best measured from sigma ~20).
+    """
+    clean_share = 0.0 if blocky else _ramp(sigma, MODERATE_SIGMA, CLEAN_SIGMA)
+    heavy_share = _ramp(sigma, HEAVY_SIGMA - HEAVY_RAMP, HEAVY_SIGMA)
+    moderate_share = 1.0 - clean_share - heavy_share
+    result = np.zeros(crop.shape, np.float32)
+    if clean_share > 0.0:
+        result += clean_share * _super_resolved(crop, None)
+    if moderate_share > 0.0:
+        result += moderate_share * _with_grain(crop, _super_resolved(crop, 3))
+    if heavy_share > 0.0:
+        result += heavy_share * _with_grain(crop, _heavy_denoise(crop, sigma, face))
+    return result
 
 
-def _noisy_share(sigma: float) -> float:
-    return float(np.clip((sigma - CLEAN_SIGMA) / (NOISY_SIGMA - CLEAN_SIGMA), 0.0, 1.0))
+def denoised_share(sigma: float, blocky: bool) -> float:
+    """How much of the rebuilt face comes from a denoiser (0 for a clean face)."""
+    return 1.0 if blocky else 1.0 - _ramp(sigma, MODERATE_SIGMA, CLEAN_SIGMA)
 
 
-def _sharpen_by_super_resolution(crop: np.ndarray) -> np.ndarray:
+def _ramp(value: float, zero_at: float, one_at: float) -> float:
+    return float(np.clip((value - zero_at) / (one_at - zero_at), 0.0, 1.0))
+
+
+def _super_resolved(crop: np.ndarray, noise_level: int | None) -> np.ndarray:
     """waifu2x photo x2 of the crop (or of a copy at most SR_MAX_INPUT px), brought back to the
-    crop's size; the crop's own detail above the model's input resolution is kept."""
+    crop's size; a large crop's own detail above the model's input resolution is kept."""
     height, width = crop.shape[:2]
     scale = min(1.0, SR_MAX_INPUT / max(height, width))
     work = crop if scale == 1.0 else cv2.resize(crop, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-    upscaled = _waifu2x(work, None)
-    result = _resized(upscaled, width, height)
+    result = _resized(_waifu2x(work, noise_level), width, height)
     if work is not crop:
         result += crop.astype(np.float32) - _resized(work, width, height)
     return result
 
 
-def _denoise(crop: np.ndarray, sigma: float, face: FaceBox) -> np.ndarray:
-    """The mean of two denoisers whose errors differ (measured +1 to +2 dB over either alone):
+def _heavy_denoise(crop: np.ndarray, sigma: float, face: FaceBox) -> np.ndarray:
+    """The mean of two denoisers whose errors differ (+0.5 to +2 dB over either alone):
     non-local means, gentler on eyes and mouth where teeth and lashes are lost first, and
-    waifu2x's strongest photo denoiser run on a half-size copy, where the noise is halved."""
+    waifu2x's strongest photo denoiser run on a half-size copy."""
     strength = float(np.clip(NLM_PER_SIGMA * sigma, 2.0, 30.0))
     smooth = cv2.fastNlMeansDenoisingColored(crop, None, strength, strength, 5, 15).astype(np.float32)
     gentle_strength = max(2.0, FEATURE_DENOISE_SHARE * strength)
@@ -162,9 +185,27 @@ def _denoise(crop: np.ndarray, sigma: float, face: FaceBox) -> np.ndarray:
     height, width = crop.shape[:2]
     scale = min(0.5, SR_MAX_INPUT / max(height, width))
     half = cv2.resize(crop, (max(8, round(width * scale)), max(8, round(height * scale))), interpolation=cv2.INTER_AREA)
-    learned = _resized(_waifu2x(half, 3), width, height)
-    denoised = (nlm + learned) / 2.0
+    return (nlm + _resized(_waifu2x(half, 3), width, height)) / 2.0
+
+
+def _with_grain(crop: np.ndarray, denoised: np.ndarray) -> np.ndarray:
+    """Put back a little of the removed noise, so a denoised face does not look waxy."""
     return denoised + GRAIN_KEPT * (crop.astype(np.float32) - denoised)
+
+
+def jpeg_blockiness(bgr: np.ndarray, x_offset: int, y_offset: int) -> float:
+    """Mean step across the 8x8 JPEG grid relative to the mean step elsewhere (1.0: none).
+    ``x_offset``/``y_offset``: where the crop starts in the decoded image, to align the grid.
+    Measured on the astronaut's face: 1.0 clean or noisy, 1.15 at quality 75, 1.65 at 20."""
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+
+    def ratio(steps: np.ndarray, offset: int) -> float:
+        on_grid = (np.arange(steps.shape[1]) + offset) % 8 == 7
+        if not on_grid.any() or on_grid.all():
+            return 1.0
+        return float(steps[:, on_grid].mean() / max(float(steps[:, ~on_grid].mean()), 1e-6))
+
+    return (ratio(np.abs(np.diff(grey, axis=1)), x_offset) + ratio(np.abs(np.diff(grey, axis=0)).T, y_offset)) / 2.0
 
 
 def _waifu2x(bgr: np.ndarray, noise_level: int | None) -> np.ndarray:
@@ -226,11 +267,11 @@ def _smooth_skin(bgr: np.ndarray, skin: np.ndarray, face: FaceBox) -> np.ndarray
     return (image + (smooth - image) * share) * 255.0
 
 
-def _boost_features(bgr: np.ndarray, skin: np.ndarray, face: FaceBox) -> np.ndarray:
-    """Two-scale unsharp mask on lightness only (no colour fringes)."""
+def _boost_features(bgr: np.ndarray, skin: np.ndarray, face: FaceBox, strength: float) -> np.ndarray:
+    """Two-scale unsharp mask on lightness only (no colour fringes), gains times ``strength``."""
     lab = cv2.cvtColor(np.clip(bgr / 255.0, 0.0, 1.0).astype(np.float32), cv2.COLOR_BGR2Lab)
     lightness = lab[..., 0]
-    gain = 1.0 - (1.0 - SKIN_DETAIL_SHARE) * skin
+    gain = strength * (1.0 - (1.0 - SKIN_DETAIL_SHARE) * skin)
     fine = lightness - cv2.GaussianBlur(lightness, (0, 0), 1.0)
     coarse = lightness - cv2.GaussianBlur(lightness, (0, 0), max(1.5, face.w / 50.0))
     lab[..., 0] = np.clip(lightness + gain * (FINE_DETAIL_GAIN * fine + COARSE_DETAIL_GAIN * coarse), 0.0, 100.0)
