@@ -238,6 +238,7 @@ def test_legacy_errors(server):
     assert error_code(legacy_get(server, {}, timestamp=int(time.time()) - 301)) == "AuthFailure.SignatureExpire"
     assert error_code(legacy_get(server, {}, sign_method="HmacMD5")) == "InvalidParameterValue"
     assert error_code(legacy_get(server, {"Definitions.1": "3"})) == "InvalidParameter"  # gap in a list
+    assert error_code(legacy_post(server, {".".join(["A"] * 5000): "1"})) == "InvalidParameter"  # too deep
     assert error_code(legacy_get(server, {"Limit": "x"})) == "InvalidParameter"
     assert error_code(legacy_get(server, {}, action="NoSuch")) == "InvalidAction"
 

@@ -10,7 +10,7 @@ from cryptography import x509
 
 from vodimg.config import ConfigError, Settings
 from vodimg.errors import ApiError
-from vodimg.wire.params import parse_form, unflatten
+from vodimg.wire.params import MAX_KEY_SEGMENTS, parse_form, unflatten
 from vodimg.wire.tls import BEGIN_MARKER, ensure_local_tls, trust_ca, untrust_ca
 
 
@@ -25,6 +25,18 @@ def test_unflatten_refuses_inconsistent_keys(flat):
     with pytest.raises(ApiError) as caught:
         unflatten(flat)
     assert caught.value.code == "InvalidParameter"
+
+
+def test_unflatten_caps_key_depth():
+    deepest = ".".join(["A"] * MAX_KEY_SEGMENTS)
+    nested = unflatten({deepest: "1"})
+    for _ in range(MAX_KEY_SEGMENTS - 1):
+        nested = nested["A"]
+    assert nested == {"A": "1"}
+    with pytest.raises(ApiError) as caught:
+        unflatten({".".join(["A"] * 5000): "1"})
+    assert caught.value.code == "InvalidParameter"
+    assert f"deeper than {MAX_KEY_SEGMENTS} levels" in caught.value.message
 
 
 def test_parse_form_refuses_repeated_keys():

@@ -7,6 +7,10 @@ from urllib.parse import parse_qsl
 
 from vodimg.errors import ApiError
 
+# Segments of one flattened key: the spec nests at most ~7 deep; a cap keeps absurd keys (thousands
+# of segments) from costing recursion and quadratic path strings.
+MAX_KEY_SEGMENTS = 32
+
 
 def parse_form(text: str) -> dict[str, str]:
     """``a=1&b=2`` (query string or x-www-form-urlencoded body) as a dict; a repeated key is refused."""
@@ -24,10 +28,13 @@ def parse_form(text: str) -> dict[str, str]:
 
 def unflatten(flat: dict[str, str]) -> dict:
     """``{"A.B.0.C": "1"}`` -> ``{"A": {"B": [{"C": "1"}]}}``. Numeric segments are list indexes,
-    which must run 0, 1, 2, ... without gaps."""
+    which must run 0, 1, 2, ... without gaps; a key has at most ``MAX_KEY_SEGMENTS`` segments."""
     root: dict = {}
     for key, value in flat.items():
-        parts = key.split(".")
+        parts = key.split(".", MAX_KEY_SEGMENTS)
+        if len(parts) > MAX_KEY_SEGMENTS:
+            raise ApiError("InvalidParameter",
+                           f"The parameter name {key[:64]!r}... nests deeper than {MAX_KEY_SEGMENTS} levels.")
         if not all(parts):
             raise ApiError("InvalidParameter", f"The parameter name {key!r} is malformed.")
         node = root
