@@ -1,6 +1,6 @@
 """Engine speed: each step in ms per megapixel next to the bare library call it is built on.
 
-    python -m bench.engine_speed [--full] [--sizes 640x480,1920x1080,4000x3000]
+    python -m bench.engine_speed [--full] [--codec-only] [--no-templates] [--sizes 640x480,...]
 
 Everything runs on one thread in this process (the service runs one process per core), on a
 real photo resized to each size, measured in the same run as its baseline. Also: the spec's
@@ -145,15 +145,18 @@ def codec_rows(bgr: np.ndarray, size: str) -> list[list[str]]:
     jpeg = codec.encode(Frame(bgr), codec.EncodeSettings("JPEG", 90))
     png = codec.encode(Frame(bgr), codec.EncodeSettings("PNG", 100))
     raw = lambda data: np.frombuffer(data, np.uint8)  # noqa: E731
+    jpeg_444 = [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     cases = [
         ("decode JPEG q90", lambda: codec.decode(jpeg, LIMITS), "cv2.imdecode", lambda: cv2.imdecode(raw(jpeg), cv2.IMREAD_COLOR)),
         ("decode PNG", lambda: codec.decode(png, LIMITS), "cv2.imdecode", lambda: cv2.imdecode(raw(png), cv2.IMREAD_COLOR)),
-        ("encode JPEG q90", lambda: codec.encode(Frame(bgr), codec.EncodeSettings("JPEG", 90)), "cv2.imencode q90",
-         lambda: cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])),
-        ("encode PNG", lambda: codec.encode(Frame(bgr), codec.EncodeSettings("PNG", 100)), "cv2.imencode defaults",
-         lambda: cv2.imencode(".png", bgr)),
-        ("encode WebP q80", lambda: codec.encode(Frame(bgr), codec.EncodeSettings("WebP", 80)), "cv2.imencode q80",
-         lambda: cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 80])),
+        ("encode JPEG q90 (4:4:4)", lambda: codec.encode(Frame(bgr), codec.EncodeSettings("JPEG", 90)),
+         "cv2.imencode, same settings", lambda: cv2.imencode(".jpg", bgr, jpeg_444)),
+        ("encode PNG", lambda: codec.encode(Frame(bgr), codec.EncodeSettings("PNG", 100)),
+         "cv2.imencode, same settings", lambda: cv2.imencode(".png", bgr, codec.PNG_PARAMS)),
+        ("encode WebP q80", lambda: codec.encode(Frame(bgr), codec.EncodeSettings("WebP", 80)),
+         "cv2.imencode, same settings", lambda: cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 80])),
+        ("encode WebP lossless", lambda: codec.encode(Frame(bgr), codec.EncodeSettings("WebP", 100, webp_lossless=True)),
+         "cv2.imencode lossless", lambda: cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 101])),
     ]  # fmt: skip
     return [
         row(label, size, ms_per_mp(median_seconds(ours), bgr), base_label, ms_per_mp(median_seconds(base), bgr))
@@ -218,7 +221,7 @@ def template_rows() -> list[list[str]]:
 
 
 MEMORY_SCRIPT = """
-import os, resource, sys, json
+import os, sys, json
 for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[name] = "1"
 from vodimg.engine import process_image, Limits
@@ -227,7 +230,8 @@ cv2.setNumThreads(1)
 configure = json.loads(sys.argv[2])
 if configure is not None:
     process_image(open(sys.argv[1], "rb").read(), configure, Limits(max_seconds=10**6))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec.
+print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
 """
 
 
@@ -247,7 +251,7 @@ def memory_rows() -> list[list[str]]:
                 capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
             )  # fmt: skip
             if done.returncode == 0:
-                rows.append([label, "4096x4096", f"{int(done.stdout.split()[-1]) / 1024:.0f} MiB peak RSS"])
+                rows.append([label, "4096x4096", f"{int(done.stdout.split()[-1]) / 1024:.0f} MiB (VmHWM)"])
             else:
                 rows.append([label, "4096x4096", "n/a: " + (done.stderr.strip().splitlines() or ["?"])[-1][:70]])
     return rows
@@ -281,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full", action="store_true", help="neural super-resolution at every size too")
     parser.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES), help="WxH,WxH,...")
     parser.add_argument("--no-templates", action="store_true", help="skip the whole-template and memory runs")
+    parser.add_argument("--codec-only", action="store_true", help="only decode/encode (implies --no-templates)")
     args = parser.parse_args(argv)
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
 
@@ -288,15 +293,17 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for index, (width, height) in enumerate(sizes):
         bgr, size = test_photo(width, height), f"{width}x{height}"
-        rows += codec_rows(bgr, size) + step_rows(bgr, size, args.full, smallest=index == 0)
+        rows += codec_rows(bgr, size)
+        if not args.codec_only:
+            rows += step_rows(bgr, size, args.full, smallest=index == 0)
         print(f"... {size} done", file=sys.stderr, flush=True)
     print(table(["operation", "size", "ms/MP", "baseline", "baseline ms/MP", "ratio"], rows))
-    if args.no_templates:
+    if args.no_templates or args.codec_only:
         return
     print()
     print(table(["template (1080p JPEG q90 in, JPEG out)", "size", "time", "throughput"], template_rows()))
     print()
-    print(table(["peak memory", "input", "RSS"], memory_rows()))
+    print(table(["peak memory, fresh process", "input", "peak RSS"], memory_rows()))
 
 
 if __name__ == "__main__":
