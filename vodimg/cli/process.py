@@ -53,7 +53,11 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
-    failures = _process_all(args.images, args.out, configure, limits, jobs)
+    try:
+        failures = _process_all(args.images, args.out, configure, limits, jobs)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
     return 1 if failures else 0
 
 
@@ -105,23 +109,33 @@ def _refuse_clashing_outputs(images: list[Path]) -> None:
 
 
 def _process_all(images: list[Path], out_dir: Path, configure: dict, limits, jobs: int) -> int:
-    failures = 0
     context = multiprocessing.get_context("spawn")  # workers start clean: no inherited threads
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool, tqdm(
         total=len(images), unit="img", file=sys.stderr, disable=None, dynamic_ncols=True
     ) as bar:
         futures = {pool.submit(process_file, image, out_dir, configure, limits): image for image in images}
-        for future in as_completed(futures):
-            try:
-                written, error = future.result()
-            except Exception as err:  # the worker process itself died (killed, out of memory)
-                written, error = None, f"worker failed: {type(err).__name__}: {err}"
-            if error is None:
-                print(written, flush=True)
-            else:
-                failures += 1
-                tqdm.write(f"{PROG}: {futures[future]}: {error}", file=sys.stderr)
-            bar.update()
+        try:
+            failures = _collect(futures, bar)
+        except KeyboardInterrupt:
+            for future in futures:  # images not started yet never start
+                future.cancel()
+            raise
+    return failures
+
+
+def _collect(futures: dict, bar: tqdm) -> int:
+    failures = 0
+    for future in as_completed(futures):
+        try:
+            written, error = future.result()
+        except Exception as err:  # the worker process itself died (killed, out of memory)
+            written, error = None, f"worker failed: {type(err).__name__}: {err}"
+        if error is None:
+            print(written, flush=True)
+        else:
+            failures += 1
+            tqdm.write(f"{PROG}: {futures[future]}: {error}", file=sys.stderr)
+        bar.update()
     return failures
 
 
