@@ -210,7 +210,12 @@ def _decode_with_opencv(data: bytes, has_alpha: bool) -> Frame | None:
         if has_alpha
         else cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION
     )
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    except cv2.error:
+        return None
+    except MemoryError:
+        raise LimitExceeded("the image needs more memory to decode than is available") from None
     if pixels is None:
         return None
     if pixels.dtype == np.uint16:
