@@ -89,6 +89,36 @@ def test_write_commits_or_rolls_back_as_a_whole(database):
         assert conn.execute(sa.select(accounts.c.app_id)).scalars().all() == [1]
 
 
+def test_compiled_statements_commit_or_roll_back_and_leave_connections_clean(database):
+    insert = database.compile(sa.insert(accounts))
+    next_value = database.compile(
+        sa.update(counters).where(counters.c.name == "template_definition")
+        .values(value=counters.c.value + 1).returning(counters.c.value))
+    select = database.compile(sa.select(accounts.c.app_id).where(accounts.c.app_id >= sa.bindparam("low"))
+                              .order_by(accounts.c.app_id))
+    row = {"is_default": False, "created_at": "2026-01-01T00:00:00Z"}
+    with database.transaction() as cursor:
+        insert.run(cursor, {"app_id": 1, **row})
+        first = next_value.run(cursor).fetchone()[0]  # a value bound in the statement (+ 1)
+    with pytest.raises(RuntimeError):
+        with database.transaction() as cursor:
+            insert.run(cursor, {"app_id": 2, **row})
+            next_value.run(cursor).fetchone()
+            raise RuntimeError("abort")
+    with database.cursor() as cursor:
+        assert select.run(cursor, {"low": 0}).fetchall() == [(1,)]
+    with database.transaction() as cursor:
+        assert next_value.run(cursor).fetchone()[0] == first + 1  # the aborted increment is gone
+    # Pooled connections come back usable by SQLAlchemy transactions (no autocommit left behind).
+    for _ in range(3):
+        with pytest.raises(RuntimeError):
+            with database.write() as conn:
+                conn.execute(sa.insert(accounts).values(app_id=3, **row))
+                raise RuntimeError("abort")
+    with database.read() as conn:
+        assert conn.execute(sa.select(accounts.c.app_id)).scalars().all() == [1]
+
+
 def test_a_new_database_object_sees_committed_data(database_url):
     first = Database(database_url)
     first.migrate()

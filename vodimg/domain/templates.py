@@ -44,13 +44,12 @@ _PRESET_ROWS = tuple(
 )
 _PRESET_CONFIGURES = {row[0]: row[3] for row in _PRESET_ROWS}
 
+# The statements, compiled once per database (see TemplateService.__init__). Templates of one
+# application are always read whole (at most 50 rows): that gives TotalCount and every filter.
 _SELECT_APP_TEMPLATES = (
     sa.select(*_ROW_COLUMNS)
     .where(templates.c.sub_app_id == sa.bindparam("sub_app_id"))
     .order_by(templates.c.definition)
-)
-_SELECT_APP_TEMPLATES_IN = _SELECT_APP_TEMPLATES.where(
-    templates.c.definition.in_(sa.bindparam("definitions", expanding=True))
 )
 _SELECT_CONFIGURE = sa.select(templates.c.configure).where(
     templates.c.definition == sa.bindparam("definition"),
@@ -63,6 +62,22 @@ _SELECT_FOR_MODIFY = (
         templates.c.sub_app_id == sa.bindparam("sub_app_id"),
     )
     .with_for_update()
+)
+_UPDATE_TEMPLATE = (
+    sa.update(templates)
+    .where(templates.c.definition == sa.bindparam("definition"))
+    .values(
+        name=sa.bindparam("name"),
+        comment=sa.bindparam("comment"),
+        configure=sa.bindparam("configure"),
+        update_time=sa.bindparam("update_time"),
+        version=templates.c.version + 1,
+    )
+)
+_INSERT_TEMPLATE = sa.insert(templates)
+_DELETE_TEMPLATE = sa.delete(templates).where(
+    templates.c.definition == sa.bindparam("definition"),
+    templates.c.sub_app_id == sa.bindparam("sub_app_id"),
 )
 _RESERVE_SLOT = (
     sa.update(applications)
@@ -82,6 +97,9 @@ _NEXT_DEFINITION = (
     .where(counters.c.name == TEMPLATE_DEFINITION_COUNTER)
     .values(value=counters.c.value + 1)
     .returning(counters.c.value)
+)
+_SELECT_APPLICATION = sa.select(applications.c.sub_app_id).where(
+    applications.c.sub_app_id == sa.bindparam("app")
 )
 
 
@@ -136,26 +154,35 @@ class TemplateService:
     def __init__(self, db: Database, *, clock: Clock = utc_now):
         self._db = db
         self._clock = clock
+        compile_ = db.compile
+        self._select_app_templates = compile_(_SELECT_APP_TEMPLATES)
+        self._select_configure = compile_(_SELECT_CONFIGURE)
+        self._select_for_modify = compile_(_SELECT_FOR_MODIFY)
+        self._update_template = compile_(_UPDATE_TEMPLATE)
+        self._insert_template = compile_(_INSERT_TEMPLATE)
+        self._delete_template = compile_(_DELETE_TEMPLATE)
+        self._reserve_slot = compile_(_RESERVE_SLOT)
+        self._release_slot = compile_(_RELEASE_SLOT)
+        self._next_definition = compile_(_NEXT_DEFINITION)
+        self._select_application = compile_(_SELECT_APPLICATION)
 
     def create(self, sub_app_id: int, name: str, comment: str, configure: dict) -> int:
         """A new custom template; returns its Definition. LimitExceeded at the quota."""
         now = iso_utc(self._clock())
-        with self._db.write() as conn:
-            if conn.execute(_RESERVE_SLOT, {"app": sub_app_id}).rowcount != 1:
-                raise self._no_free_slot(conn, sub_app_id)
-            definition = conn.execute(_NEXT_DEFINITION).scalar_one()
-            conn.execute(
-                sa.insert(templates).values(
-                    definition=definition,
-                    sub_app_id=sub_app_id,
-                    name=name,
-                    comment=comment,
-                    configure=orjson.dumps(configure).decode(),
-                    create_time=now,
-                    update_time=now,
-                    version=1,
-                )
-            )
+        with self._db.transaction() as cursor:
+            if self._reserve_slot.run(cursor, {"app": sub_app_id}).rowcount != 1:
+                raise self._no_free_slot(cursor, sub_app_id)
+            definition = self._next_definition.run(cursor).fetchone()[0]
+            self._insert_template.run(cursor, {
+                "definition": definition,
+                "sub_app_id": sub_app_id,
+                "name": name,
+                "comment": comment,
+                "configure": orjson.dumps(configure).decode(),
+                "create_time": now,
+                "update_time": now,
+                "version": 1,
+            })
         return definition
 
     def modify(
@@ -170,54 +197,48 @@ class TemplateService:
         if is_preset_definition(definition):
             raise _preset_is_read_only(definition)
         now = iso_utc(self._clock())
-        with self._db.write() as conn:
-            row = conn.execute(
-                _SELECT_FOR_MODIFY, {"definition": definition, "sub_app_id": sub_app_id}
-            ).first()
+        with self._db.transaction() as cursor:
+            row = self._select_for_modify.run(
+                cursor, {"definition": definition, "sub_app_id": sub_app_id}
+            ).fetchone()
             if row is None:
                 raise _template_not_found(definition)
-            changes = {"update_time": now, "version": templates.c.version + 1}
-            if name is not None:
-                changes["name"] = name
-            if comment is not None:
-                changes["comment"] = comment
+            current_name, current_comment, current_configure = row
             if configure is not None:
-                merged = merge_configure(orjson.loads(row.configure), configure)
+                merged = merge_configure(orjson.loads(current_configure), configure)
                 _check_configure(merged)
-                changes["configure"] = orjson.dumps(merged).decode()
-            conn.execute(
-                sa.update(templates).where(templates.c.definition == definition).values(changes)
-            )
+                current_configure = orjson.dumps(merged).decode()
+            self._update_template.run(cursor, {
+                "definition": definition,
+                "name": current_name if name is None else name,
+                "comment": current_comment if comment is None else comment,
+                "configure": current_configure,
+                "update_time": now,
+            })
 
     def delete(self, sub_app_id: int, definition: int) -> None:
         """Delete a custom template; its Definition is never issued again."""
         if is_preset_definition(definition):
             raise _preset_is_read_only(definition)
-        with self._db.write() as conn:
-            deleted = conn.execute(
-                sa.delete(templates).where(
-                    templates.c.definition == definition, templates.c.sub_app_id == sub_app_id
-                )
+        with self._db.transaction() as cursor:
+            deleted = self._delete_template.run(
+                cursor, {"definition": definition, "sub_app_id": sub_app_id}
             ).rowcount
             if deleted != 1:
                 raise _template_not_found(definition)
-            conn.execute(_RELEASE_SLOT, {"app": sub_app_id})
+            self._release_slot.run(cursor, {"app": sub_app_id})
 
     def describe(
         self, sub_app_id: int, definitions: list[int] | None, offset: int, limit: int
     ) -> tuple[int, list[dict]]:
         """(TotalCount, one page of items): presets then the application's custom templates,
         ascending Definition; ``definitions`` filters (None or empty: no filter)."""
+        rows = self._custom_rows(sub_app_id)
         if definitions:
             wanted = set(definitions)
-            presets = [row for row in _PRESET_ROWS if row[0] in wanted]
-            custom = [d for d in wanted if not is_preset_definition(d)]
-            rows = self._custom_rows(sub_app_id, custom) if custom else []
+            matches = [row for row in (*_PRESET_ROWS, *rows) if row[0] in wanted]
         else:
-            presets = _PRESET_ROWS
-            rows = self._custom_rows(sub_app_id, None)
-        # At most 50 custom rows per application: fetching them all gives the total in one query.
-        matches = [*presets, *rows]
+            matches = [*_PRESET_ROWS, *rows]
         return len(matches), [_item(row) for row in matches[offset : offset + limit]]
 
     def configure_for_task(self, sub_app_id: int, definition: int) -> dict:
@@ -225,27 +246,23 @@ class TemplateService:
         if is_preset_definition(definition):
             configure = _PRESET_CONFIGURES.get(definition)
         else:
-            with self._db.read() as conn:
-                configure = conn.execute(
-                    _SELECT_CONFIGURE, {"definition": definition, "sub_app_id": sub_app_id}
-                ).scalar()
+            with self._db.cursor() as cursor:
+                row = self._select_configure.run(
+                    cursor, {"definition": definition, "sub_app_id": sub_app_id}
+                ).fetchone()
+            configure = row[0] if row is not None else None
         if configure is None:
             raise _template_not_found(definition)
         return orjson.loads(configure)
 
-    def _custom_rows(self, sub_app_id: int, definitions: list[int] | None) -> list:
-        with self._db.read() as conn:
-            if definitions is None:
-                return conn.execute(_SELECT_APP_TEMPLATES, {"sub_app_id": sub_app_id}).all()
-            return conn.execute(
-                _SELECT_APP_TEMPLATES_IN, {"sub_app_id": sub_app_id, "definitions": definitions}
-            ).all()
+    def _custom_rows(self, sub_app_id: int) -> list:
+        """Every custom template row of the application, ascending Definition."""
+        with self._db.cursor() as cursor:
+            return self._select_app_templates.run(cursor, {"sub_app_id": sub_app_id}).fetchall()
 
-    def _no_free_slot(self, conn: sa.Connection, sub_app_id: int) -> ApiError:
-        exists = conn.execute(
-            sa.select(applications.c.sub_app_id).where(applications.c.sub_app_id == sub_app_id)
-        ).first()
-        if exists is None:  # callers resolve the SubAppId first; never reveal anything here
+    def _no_free_slot(self, cursor, sub_app_id: int) -> ApiError:
+        if self._select_application.run(cursor, {"app": sub_app_id}).fetchone() is None:
+            # callers resolve the SubAppId first; never reveal anything here
             return ApiError("UnauthorizedOperation", f"SubAppId {sub_app_id} is not an application of this account.")
         return ApiError(
             "LimitExceeded",
