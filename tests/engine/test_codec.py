@@ -429,3 +429,24 @@ def test_webp_side_limit():
     frame = Frame(np.zeros((16, 16400, 3), np.uint8))
     with pytest.raises(LimitExceeded, match="WebP"):
         codec.encode(frame, codec.EncodeSettings(format="WebP", quality=80))
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_mutated_files_decode_or_fail_with_one_engine_error(fmt):
+    """Random byte changes and cuts (seeded): an image or an EngineError, nothing else."""
+    from vodimg.engine import EngineError
+
+    source = pillow_bytes(photo("coffee")[:96, :128], fmt)
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        mutated = bytearray(source)
+        for _ in range(rng.integers(1, 8)):
+            mutated[rng.integers(0, len(mutated))] = rng.integers(0, 256)
+        if rng.random() < 0.3:
+            mutated = mutated[: rng.integers(1, len(mutated))]
+        try:
+            result = process_image(bytes(mutated), {})
+        except EngineError as err:
+            assert str(err) and "\n" not in str(err)
+        else:
+            assert result.size == len(result.data) > 0
