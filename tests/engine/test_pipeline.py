@@ -209,3 +209,14 @@ def test_output_pixel_limit_applies_after_a_step():
     configure = configure_with(spec.capability, {"Switch": "ON", "Type": "super", "Mode": "percent", "Percent": 2.0})
     with pytest.raises(LimitExceeded):
         process_image(small_photo_jpeg(), configure, Limits(max_output_pixels=160 * 128 * 2))
+
+
+def test_limits_come_from_the_environment():
+    limits = Limits.from_env({"VODIMG_MAX_INPUT_BYTES": "1000", "VODIMG_MAX_INPUT_PIXELS": " 2000 ",
+                              "VODIMG_MAX_OUTPUT_PIXELS": "3000", "VODIMG_MAX_SECONDS": "1.5"})  # fmt: skip
+    assert limits == Limits(max_input_bytes=1000, max_input_pixels=2000, max_output_pixels=3000, max_seconds=1.5)
+    assert Limits.from_env({}) == Limits()
+    with pytest.raises(ValueError, match="VODIMG_MAX_INPUT_PIXELS"):
+        Limits.from_env({"VODIMG_MAX_INPUT_PIXELS": "lots"})
+    with pytest.raises(ValueError, match="max_seconds"):
+        Limits.from_env({"VODIMG_MAX_SECONDS": "0"})
