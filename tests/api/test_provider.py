@@ -232,3 +232,18 @@ def test_every_preset_passes_the_validator(provider, account):
     assert presets
     for item in presets:
         validate_structure("ProcessImageAsyncTask", item["ProcessImageConfigure"], "ProcessImageConfigure")
+
+
+def test_only_reads_on_sqlite_may_run_on_the_event_loop(provider):
+    assert provider.inline_actions == {DESCRIBE}
+
+
+@pytest.mark.postgres
+def test_nothing_runs_on_the_event_loop_with_postgresql(postgres_url):
+    database = Database(postgres_url)
+    try:
+        database.migrate()
+        provider = VodProvider(AccountService(database), TemplateService(database))
+        assert provider.inline_actions == frozenset()
+    finally:
+        database.dispose()

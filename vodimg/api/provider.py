@@ -4,7 +4,7 @@
 (vodimg/validation), resolves the application (SubAppId, or the account's default), and runs the
 action's method, which calls the domain services and returns the fields of ``<Action>Response``
 without RequestId (the wire layer adds it). Adding an action is one method decorated with
-``@action("<Action>")``.
+``@action("<Action>")`` (``read_only=True`` when it never writes).
 """
 
 from __future__ import annotations
@@ -21,14 +21,18 @@ DEFAULT_OFFSET = 0
 DEFAULT_LIMIT = 10
 
 _ACTIONS: dict[str, Callable] = {}
+_READ_ONLY_ACTIONS: set[str] = set()
 
 
-def action(name: str):
+def action(name: str, *, read_only: bool = False):
     """Register the decorated method as the implementation of action ``name``; the method takes
-    ``(self, sub_app_id, params)`` with validated params and returns the response fields."""
+    ``(self, sub_app_id, params)`` with validated params and returns the response fields.
+    ``read_only``: the action only reads the database."""
 
     def register(method):
         _ACTIONS[name] = method
+        if read_only:
+            _READ_ONLY_ACTIONS.add(name)
         return method
 
     return register
@@ -40,6 +44,10 @@ class VodProvider:
     def __init__(self, accounts: AccountService, templates: TemplateService):
         self._accounts = accounts
         self._templates = templates
+        # Actions whose call never waits (read-only, on a database whose reads never wait): the
+        # wire runs them on its event loop instead of a worker thread. Empty on PostgreSQL.
+        never_wait = accounts.lookups_never_wait and templates.reads_never_wait
+        self.inline_actions: frozenset[str] = frozenset(_READ_ONLY_ACTIONS if never_wait else ())
 
     def call(self, action: str, app_id: int, params: dict, *, from_strings: bool = False) -> dict:
         """Run ``action`` for account ``app_id``; returns the response fields without RequestId.
@@ -71,7 +79,7 @@ class VodProvider:
         self._templates.delete(sub_app_id, params["Definition"])
         return {}
 
-    @action("DescribeProcessImageAsyncTemplates")
+    @action("DescribeProcessImageAsyncTemplates", read_only=True)
     def _describe_templates(self, sub_app_id: int, params: dict) -> dict:
         total, items = self._templates.describe(
             sub_app_id, params.get("Definitions") or None,

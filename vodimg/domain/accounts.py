@@ -84,6 +84,12 @@ class AccountService:
 
     # --- request path -------------------------------------------------------------------------
 
+    @property
+    def lookups_never_wait(self) -> bool:
+        """True when ``credential_for`` and ``resolve_sub_app`` never wait (cached, else a read
+        that never waits for a lock): callers may run them on an event loop."""
+        return self._db.reads_never_wait
+
     def credential_for(self, secret_id: str) -> Credential | None:
         """The key's credential, or None for an unknown SecretId."""
         cached = self._credentials.get(secret_id)

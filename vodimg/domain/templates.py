@@ -166,6 +166,11 @@ class TemplateService:
         self._next_definition = compile_(_NEXT_DEFINITION)
         self._select_application = compile_(_SELECT_APPLICATION)
 
+    @property
+    def reads_never_wait(self) -> bool:
+        """True when ``describe`` and ``configure_for_task`` never wait for a lock or the network."""
+        return self._db.reads_never_wait
+
     def create(self, sub_app_id: int, name: str, comment: str, configure: dict) -> int:
         """A new custom template; returns its Definition. LimitExceeded at the quota."""
         now = iso_utc(self._clock())

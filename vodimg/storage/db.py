@@ -88,6 +88,10 @@ class Database:
     def __init__(self, url: str):
         parsed = _normalised_url(url)
         self.is_sqlite = parsed.drivername == "sqlite"
+        # SQLite in WAL mode: a read never waits for a lock (writers do not block readers, and
+        # checkpoints are passive) and costs microseconds, so it may run on an event loop.
+        # PostgreSQL reads are network round trips.
+        self.reads_never_wait = self.is_sqlite
         if self.is_sqlite:
             pathlib.Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(

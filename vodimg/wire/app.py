@@ -3,8 +3,13 @@
 Per request: read the body (at most ``max_body_bytes``), tell the signature style apart (TC3
 ``Authorization`` header, or the older ``Signature`` parameter), check the Content-Type, verify the
 signature, the Version and the Action, parse the parameters, apply the rate limit of the
-(account, action), run ``provider.call`` and wrap its result; all but the I/O runs in a worker thread. Every answer is
-HTTP 200 with ``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error``
+(account, action), run ``provider.call`` and wrap its result.
+
+Where the work runs: when key lookups never wait (SQLite: cached, else a read that takes no lock),
+everything up to ``provider.call`` runs on the event loop, and so do the provider's
+``inline_actions`` (read-only actions on such a database); any other call (writes, and everything on
+PostgreSQL) runs in a worker thread, so the loop never waits for a lock or a network round trip. A
+thread hop costs more than the whole of a cached read. Every answer is HTTP 200 with ``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error``
 only under that exact type) and a fresh uuid4 RequestId.
 
 The rate limit is a token bucket kept in this process: with several API processes, each allows
@@ -100,9 +105,11 @@ class WireProtocol:
         self.accounts = accounts
         self.settings = settings
         self.actions = frozenset(provider.actions)
+        self.inline_actions = frozenset(provider.inline_actions)
+        self.lookups_never_wait = bool(accounts.lookups_never_wait)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
-        # Request processing is synchronous (database calls): it runs here, off the event loop. A
-        # plain executor costs less per call than anyio's to_thread.
+        # Calls that may wait run here, off the event loop. A plain executor costs less per call
+        # than anyio's to_thread.
         self.executor = ThreadPoolExecutor(max_workers=PROVIDER_THREADS, thread_name_prefix="vodimg-api")
 
     async def __call__(self, scope, receive, send) -> None:
@@ -122,7 +129,7 @@ class WireProtocol:
     async def answer(self, scope, receive, request_id: str) -> bytes:
         try:
             request = await self.read_request(scope, receive)
-            result = await asyncio.get_running_loop().run_in_executor(self.executor, self.process, request)
+            result = await self.run(request)
         except ApiError as error:
             return error_body(error.code, error.message, request_id)
         except ClientGone:
@@ -165,11 +172,28 @@ class WireProtocol:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    async def run(self, request: HttpRequest) -> dict:
+        """Everything after reading the request; on the loop only what never waits (module doc)."""
+        if not self.lookups_never_wait:
+            return await self.in_thread(self.process, request)
+        parsed = self.parse_checked(request)
+        if parsed.action in self.inline_actions:
+            return self.call(parsed)
+        return await self.in_thread(self.call, parsed)
+
+    async def in_thread(self, function, argument):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, argument)
+
     def process(self, request: HttpRequest) -> dict:
-        """Everything after reading the request, in a worker thread: key lookups and the provider
-        may query the database, and signatures and JSON cost CPU; the event loop only does I/O."""
+        return self.call(self.parse_checked(request))
+
+    def parse_checked(self, request: HttpRequest) -> ParsedRequest:
+        """The parsed, authenticated request, within its rate limit."""
         parsed = self.parse(request)
         self.check_rate(parsed.app_id, parsed.action)
+        return parsed
+
+    def call(self, parsed: ParsedRequest) -> dict:
         return self.provider.call(parsed.action, parsed.app_id, parsed.params, from_strings=parsed.from_strings)
 
     def parse(self, request: HttpRequest) -> ParsedRequest:
