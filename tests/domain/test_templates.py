@@ -319,6 +319,36 @@ def test_templates_persist_across_database_objects(database_url):
         reopened.dispose()
 
 
+def test_describe_sees_every_change_made_through_another_database_object_at_once(database, database_url):
+    """Another process's writes (here: another Database object, its own pool) are never hidden by
+    what this process has cached."""
+    sub_app_id = AccountService(database).create_account()["SubAppId"]
+    reader = TemplateService(database)
+    other_db = Database(database_url)
+    try:
+        writer = TemplateService(other_db)
+
+        def custom() -> dict:
+            return {item["Definition"]: item for item in reader.describe(sub_app_id, None, 0, 100)[1]
+                    if item["Type"] == "Custom"}
+
+        assert custom() == {}
+        first = writer.create(sub_app_id, "one", "", PNG)
+        assert list(custom()) == [first]
+        assert custom() == custom()  # served again, unchanged
+        writer.modify(sub_app_id, first, "renamed", None, {"EncodeConfig": {"Format": "JPEG", "Quality": 70}})
+        item = custom()[first]
+        assert item["Name"] == "renamed"
+        assert item["ProcessImageConfigure"]["EncodeConfig"] == {"Format": "JPEG", "Quality": 70}
+        second = writer.create(sub_app_id, "two", "", {})
+        assert list(custom()) == [first, second]
+        writer.delete(sub_app_id, first)
+        assert list(custom()) == [second]
+        assert reader.describe(sub_app_id, [first, second], 0, 10)[0] == 1
+    finally:
+        other_db.dispose()
+
+
 def test_docs_describe_every_preset():
     import json
     import pathlib

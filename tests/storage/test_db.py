@@ -12,7 +12,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from vodimg.storage import Database, sqlite_url
-from vodimg.storage.schema import accounts, counters, metadata, templates
+from vodimg.storage.db import MIGRATIONS_DIR
+from vodimg.storage.schema import accounts, applications, counters, metadata, templates
 
 TABLES = {"accounts", "api_keys", "applications", "templates", "counters", "alembic_version"}
 
@@ -45,6 +46,29 @@ def test_migrate_creates_the_schema_and_is_idempotent(database):
         assert conn.execute(sa.select(counters.c.name, counters.c.value)).all() == [
             ("template_definition", 12345)
         ]
+
+
+def test_upgrading_a_0001_database_keeps_its_applications(database_url):
+    from alembic import command
+    from alembic.config import Config
+
+    db = Database(database_url)
+    try:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS_DIR))
+        config.set_main_option("path_separator", "os")
+        with db.write() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+            conn.execute(sa.insert(accounts).values(app_id=1, is_default=True, created_at="x"))
+            conn.execute(sa.text(
+                "INSERT INTO applications (sub_app_id, app_id, name, is_default, template_count, created_at) "
+                "VALUES (5, 1, 'old', true, 0, 'x')"))
+        db.migrate()
+        with db.read() as conn:
+            assert conn.execute(sa.select(applications.c.sub_app_id, applications.c.templates_version)).all() == [(5, 0)]
+    finally:
+        db.dispose()
 
 
 def test_migrations_build_exactly_the_declared_metadata(database):

@@ -202,12 +202,13 @@ def test_unexpected_failure_is_internal_error_logged_with_request_id(tmp_path, p
     engine = sa.create_engine(postgres_url)
     try:
         assert server.common().call_json(ACTION, {})["Response"]["TotalCount"] >= 1
-        with engine.begin() as conn:  # the database breaks under the running server
-            conn.execute(sa.text("ALTER TABLE templates RENAME TO templates_gone"))
+        with engine.begin() as conn:  # the database breaks under the running server (Describe
+            # reads the application's templates_version on every call, the templates when it changed)
+            conn.execute(sa.text("ALTER TABLE applications RENAME TO applications_gone"))
         body = answer(tc3_post(server))
         assert body["Error"]["Code"] == "InternalError"
         assert body["RequestId"] in body["Error"]["Message"]
-        assert "Traceback" not in body["Error"]["Message"] and "templates" not in body["Error"]["Message"]
+        assert "Traceback" not in body["Error"]["Message"] and "applications" not in body["Error"]["Message"]
         deadline = time.monotonic() + 5
         while f"InternalError RequestId={body['RequestId']}" not in server.output() and time.monotonic() < deadline:
             time.sleep(0.05)

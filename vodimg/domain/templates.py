@@ -7,10 +7,16 @@ re-checks the whole result; concurrent changes are serialised on the template ro
 write transaction holds the database write lock from BEGIN IMMEDIATE; PostgreSQL: SELECT ... FOR
 UPDATE), so no update is lost.
 
+Describe reads an application's templates from a per-process cache while the application's
+``templates_version`` (bumped in the same transaction as every create, modify and delete, by any
+process) is the one the cache was filled at: one indexed single-row read instead of up to 50 rows.
+
 Inputs are already validated by ``vodimg.validation`` (types, ranges, lengths, unknown keys).
 """
 
 from __future__ import annotations
+
+import threading
 
 import orjson
 import sqlalchemy as sa
@@ -27,6 +33,8 @@ CUSTOM_TYPE = "Custom"
 # ProcessImageConfigure members whose own members are separate capabilities (merged one by one);
 # every other member (EncodeConfig, BeautyConfig, AiCutOutConfig) is one capability.
 CAPABILITY_GROUPS = frozenset({"EnhanceConfig"})
+# Applications whose templates one process keeps (the earliest cached are dropped first).
+CACHED_APPLICATIONS = 1024
 
 # Row shape shared by presets and custom templates:
 # (definition, name, comment, configure JSON text, create_time, update_time).
@@ -85,12 +93,18 @@ _RESERVE_SLOT = (
         applications.c.sub_app_id == sa.bindparam("app"),
         applications.c.template_count < MAX_CUSTOM_TEMPLATES_PER_APPLICATION,
     )
-    .values(template_count=applications.c.template_count + 1)
+    .values(
+        template_count=applications.c.template_count + 1,
+        templates_version=applications.c.templates_version + 1,
+    )
 )
 _RELEASE_SLOT = (
     sa.update(applications)
     .where(applications.c.sub_app_id == sa.bindparam("app"))
-    .values(template_count=applications.c.template_count - 1)
+    .values(
+        template_count=applications.c.template_count - 1,
+        templates_version=applications.c.templates_version + 1,
+    )
 )
 _NEXT_DEFINITION = (
     sa.update(counters)
@@ -100,6 +114,14 @@ _NEXT_DEFINITION = (
 )
 _SELECT_APPLICATION = sa.select(applications.c.sub_app_id).where(
     applications.c.sub_app_id == sa.bindparam("app")
+)
+_SELECT_TEMPLATES_VERSION = sa.select(applications.c.templates_version).where(
+    applications.c.sub_app_id == sa.bindparam("app")
+)
+_BUMP_TEMPLATES_VERSION = (
+    sa.update(applications)
+    .where(applications.c.sub_app_id == sa.bindparam("app"))
+    .values(templates_version=applications.c.templates_version + 1)
 )
 
 
@@ -117,18 +139,28 @@ def _preset_is_read_only(definition: int) -> ApiError:
     )
 
 
-def _item(row) -> dict:
-    """A ProcessImageAsyncTemplateItem, members in the spec's order."""
+def _listed(row) -> tuple[int, dict, str]:
+    """(Definition, the item's members but ProcessImageConfigure, its JSON text): a row as kept
+    for describe, which builds each item from it with a fresh ProcessImageConfigure."""
     definition, name, comment, configure, create_time, update_time = row
-    return {
+    head = {
         "Definition": definition,
         "Type": PRESET_TYPE if is_preset_definition(definition) else CUSTOM_TYPE,
         "Name": name,
         "Comment": comment,
         "CreateTime": create_time,
         "UpdateTime": update_time,
-        "ProcessImageConfigure": orjson.loads(configure),
     }
+    return definition, head, configure
+
+
+def _item(listed: tuple[int, dict, str]) -> dict:
+    """A ProcessImageAsyncTemplateItem, members in the spec's order; the caller's own copy."""
+    _, head, configure = listed
+    return {**head, "ProcessImageConfigure": orjson.loads(configure)}
+
+
+_PRESETS_LISTED = tuple(_listed(row) for row in _PRESET_ROWS)
 
 
 def merge_configure(current: dict, changes: dict) -> dict:
@@ -165,6 +197,11 @@ class TemplateService:
         self._release_slot = compile_(_RELEASE_SLOT)
         self._next_definition = compile_(_NEXT_DEFINITION)
         self._select_application = compile_(_SELECT_APPLICATION)
+        self._select_templates_version = compile_(_SELECT_TEMPLATES_VERSION)
+        self._bump_templates_version = compile_(_BUMP_TEMPLATES_VERSION)
+        # sub_app_id -> (templates_version, its custom templates as _listed tuples)
+        self._listed: dict[int, tuple[int, tuple]] = {}
+        self._listed_lock = threading.Lock()
 
     @property
     def reads_never_wait(self) -> bool:
@@ -220,6 +257,7 @@ class TemplateService:
                 "configure": current_configure,
                 "update_time": now,
             })
+            self._bump_templates_version.run(cursor, {"app": sub_app_id})
 
     def delete(self, sub_app_id: int, definition: int) -> None:
         """Delete a custom template; its Definition is never issued again."""
@@ -238,13 +276,13 @@ class TemplateService:
     ) -> tuple[int, list[dict]]:
         """(TotalCount, one page of items): presets then the application's custom templates,
         ascending Definition; ``definitions`` filters (None or empty: no filter)."""
-        rows = self._custom_rows(sub_app_id)
+        listed = self._custom_listed(sub_app_id)
         if definitions:
             wanted = set(definitions)
-            matches = [row for row in (*_PRESET_ROWS, *rows) if row[0] in wanted]
+            matches = [entry for entry in (*_PRESETS_LISTED, *listed) if entry[0] in wanted]
         else:
-            matches = [*_PRESET_ROWS, *rows]
-        return len(matches), [_item(row) for row in matches[offset : offset + limit]]
+            matches = [*_PRESETS_LISTED, *listed]
+        return len(matches), [_item(entry) for entry in matches[offset : offset + limit]]
 
     def configure_for_task(self, sub_app_id: int, definition: int) -> dict:
         """A private copy of the template's ProcessImageConfigure (a task's snapshot)."""
@@ -260,10 +298,24 @@ class TemplateService:
             raise _template_not_found(definition)
         return orjson.loads(configure)
 
-    def _custom_rows(self, sub_app_id: int) -> list:
-        """Every custom template row of the application, ascending Definition."""
+    def _custom_listed(self, sub_app_id: int) -> tuple:
+        """The application's custom templates (``_listed``), ascending Definition: cached while
+        its templates_version stays. The rows are read after the version, so they are at least
+        as new as the version they are cached under: a later change always refreshes them."""
         with self._db.cursor() as cursor:
-            return self._select_app_templates.run(cursor, {"sub_app_id": sub_app_id}).fetchall()
+            row = self._select_templates_version.run(cursor, {"app": sub_app_id}).fetchone()
+            if row is None:  # no such application (callers resolve SubAppId first): no templates
+                return ()
+            cached = self._listed.get(sub_app_id)
+            if cached is not None and cached[0] == row[0]:
+                return cached[1]
+            rows = self._select_app_templates.run(cursor, {"sub_app_id": sub_app_id}).fetchall()
+        listed = tuple(_listed(row) for row in rows)
+        with self._listed_lock:
+            if len(self._listed) >= CACHED_APPLICATIONS and sub_app_id not in self._listed:
+                del self._listed[next(iter(self._listed))]
+            self._listed[sub_app_id] = (row[0], listed)
+        return listed
 
     def _no_free_slot(self, cursor, sub_app_id: int) -> ApiError:
         if self._select_application.run(cursor, {"app": sub_app_id}).fetchone() is None:

@@ -55,6 +55,9 @@ applications = sa.Table(
     # Custom templates currently held: reserved atomically against the quota on create.
     sa.Column("template_count", sa.Integer, nullable=False),
     sa.Column("created_at", sa.String(20), nullable=False),
+    # Bumped in the same transaction as every create, modify and delete of the application's
+    # templates: a process's cached copy of them is current while this has not changed.
+    sa.Column("templates_version", sa.BigInteger, nullable=False, server_default=sa.text("0")),
     # Each account has exactly one default application.
     sa.Index(
         "ux_applications_default",
