@@ -177,7 +177,7 @@ def test_progress_is_reported_monotonic_and_ends_at_one(hr_crop):
     reports: list[float] = []
     low = cv2.resize(hr_crop, (150, 140), interpolation=cv2.INTER_AREA)  # 2x2 tiles of 128
     run_advanced(low, Type="super", Mode="percent", Percent=3.0, ctx=StepContext(progress=reports.append))
-    assert len(reports) >= 8  # both models, both passes, several tiles each
+    assert len(reports) >= 8  # both models, four tiles each
     assert reports == sorted(reports)
     assert 0.0 < reports[0] and reports[-1] == 1.0
 

@@ -22,8 +22,8 @@ import numpy as np
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "sr_filters" / "filters_x2.npz"
 TENSOR_SIGMA = 1.5  # structure tensor smoothing, output pixels
-BAND_ROWS = 256  # output rows per band
-BAND_HALO = 16  # extra rows each side: covers the tensor smoothing and the filter radius
+BAND_ROWS = 128  # output rows per band (measured fastest: stays in cache)
+BAND_HALO = 8  # context rows each side: Sobel (1) + tensor smoothing (6 at sigma 1.5) < 8
 
 
 @functools.cache
@@ -64,6 +64,7 @@ def refine_luma(y: np.ndarray, progress: Callable[[float], None], check_deadline
     f = load_filters()
     basis, coef_by_basis = f["basis"], np.ascontiguousarray(f["coef"].T)
     angles = int(f["angles"])
+    radius = basis.shape[1] // 2
     h = y.shape[0]
     out = np.empty_like(y)
     starts = list(range(0, h, BAND_ROWS))
@@ -73,10 +74,14 @@ def refine_luma(y: np.ndarray, progress: Callable[[float], None], check_deadline
         a0, a1 = max(0, r0 - BAND_HALO), min(h, r1 + BAND_HALO)
         band = y[a0:a1]
         buckets = bucket_index(band, angles, f["strength_edges"], f["coherence_edges"], row0=a0)[r0 - a0 : r1 - a0]
+        mix = np.take(coef_by_basis, buckets, axis=1)  # (K, rows, w): one gather, far faster than K
         refined = band[r0 - a0 : r1 - a0].copy()
+        # Filter only the kept rows plus the filter radius (at the image's edges: reflected).
+        c0, c1 = max(0, r0 - radius), min(h, r1 + radius)
+        context = y[c0:c1]
         for k in range(basis.shape[0]):
-            response = cv2.filter2D(band, -1, basis[k], borderType=cv2.BORDER_REFLECT_101)[r0 - a0 : r1 - a0]
-            cv2.accumulateProduct(coef_by_basis[k][buckets], response, refined)
+            response = cv2.filter2D(context, -1, basis[k], borderType=cv2.BORDER_REFLECT_101)
+            cv2.accumulateProduct(mix[k], response[r0 - c0 : r1 - c0], refined)
         out[r0:r1] = refined
         progress((i + 1) / len(starts))
     return out
