@@ -66,6 +66,7 @@ def small_input() -> np.ndarray:
         ({"Mode": "percent", "Percent": 3.3}, (122, 76)),
         ({"Mode": "percent", "Percent": 0.5}, (18, 12)),  # below 1: plain area downscale
         ({"Mode": "fixed", "Width": 100, "Height": 31}, (100, 31)),
+        ({"Mode": "fixed", "Width": 20, "Height": 92}, (20, 92)),  # one side shrinks, one grows
         ({"Mode": "aspect", "Width": 100, "Height": 100}, (161, 100)),  # covers the box
         ({"Mode": "aspect", "Width": 111, "Height": 10}, (111, 69)),
         ({"Mode": "aspect", "Width": 74}, (74, 46)),
@@ -90,6 +91,15 @@ def test_long_and_short_side_follow_the_input_orientation(small_input):
 def test_width_and_height_win_over_long_and_short_side(small_input):
     out = run_advanced(small_input, Type="standard", Mode="fixed", Width=50, Height=50, LongSide=90, ShortSide=40)
     assert (out.width, out.height) == (50, 50)
+
+
+@pytest.mark.parametrize("sr_type", ["standard", "super"])
+def test_tiny_images_are_upscaled(sr_type):
+    for width, height in ((1, 1), (3, 2), (1, 17)):
+        tiny = np.full((height, width, 3), 120, np.uint8)
+        out = run_advanced(tiny, Type=sr_type)
+        assert (out.width, out.height) == (2 * width, 2 * height)
+        assert np.abs(out.bgr.astype(int) - 120).max() <= 2  # flat stays flat
 
 
 def test_super_resolution_is_exactly_twice(small_input):

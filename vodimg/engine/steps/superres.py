@@ -15,8 +15,8 @@ Which upscaler each type runs (measured in ``bench/quality_sr.py``, see docs/eng
 - ``super``: the mean of SPAN x2 and waifu2x photo x2 denoise level 0. SPAN alone is best on clean
   bicubic-downscaled sources but weak on box-downscaled or JPEG sources, where waifu2x wins; the
   mean keeps most of SPAN's gain on the former and most of waifu2x's on the latter.
-- ``standard``: learned edge-adaptive filters on luminance over bicubic, chroma bicubic (fast path,
-  about a tenth of a second per input megapixel).
+- ``standard``: learned edge-adaptive filters on luminance over bicubic, chroma bicubic (the fast
+  path: under half a second per input megapixel).
 """
 
 from __future__ import annotations
@@ -204,6 +204,9 @@ def upscale_to(frame: Frame, target: Size, upscaler: Upscaler, ctx: StepContext)
     factor = max(target.width / frame.width, target.height / frame.height)
     bgr = frame.bgr
     if factor > 1:
+        # A side that shrinks is shrunk first, so the model's work and its x2 result stay
+        # within twice the target's size whatever the input's shape.
+        bgr = resize(bgr, Size(min(frame.width, target.width), min(frame.height, target.height)), cv2.INTER_AREA)
         bgr = upscaler(bgr, ctx.progress, ctx.check_deadline)
     ctx.check_deadline()
     out = resize(bgr, target, cv2.INTER_LANCZOS4)
