@@ -1,6 +1,6 @@
 """Super-resolution quality and speed against bicubic and Lanczos, measured in the same run.
 
-    python -m bench.quality_sr            # about a minute on one core
+    python -m bench.quality_sr            # about three minutes on a busy 2-core machine
     python -m bench.quality_sr --quick    # two photos, smaller crops
 
 Sources: centre crops of scikit-image's bundled colour photos (tests/engine/images.PHOTOS; none
