@@ -222,3 +222,57 @@ def test_plain_postgresql_urls_get_the_psycopg_driver():
         db = Database(url)  # no connection is made until first use
         assert db.engine.url.drivername == "postgresql+psycopg"
         db.dispose()
+
+
+def test_sqlite_writer_lock_queues_writers_of_other_processes(tmp_path):
+    """Two lock objects on one file stand for two processes (each its own open file)."""
+    import threading
+    import time
+
+    from vodimg.storage.db import SqliteWriterLock
+
+    first, second = SqliteWriterLock(tmp_path / "w.lock"), SqliteWriterLock(tmp_path / "w.lock")
+    order: list[str] = []
+
+    def write_second() -> None:
+        with second.held():
+            order.append("second")
+
+    try:
+        with first.held():
+            with first.held():  # re-entrant in one thread
+                pass
+            waiter = threading.Thread(target=write_second)
+            waiter.start()
+            time.sleep(0.2)
+            order.append("first done")
+        waiter.join(5)
+        assert order == ["first done", "second"]
+    finally:
+        first.close()
+        second.close()
+
+
+def test_concurrent_sqlite_writes_from_two_database_objects_all_commit(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = sqlite_url(tmp_path / "data")
+    databases = [Database(url), Database(url)]
+    databases[0].migrate()
+    bump = [db.compile(sa.update(counters).values(value=counters.c.value + 1)) for db in databases]
+
+    def add(index: int) -> None:
+        db = databases[index % 2]
+        with db.transaction() as cursor:
+            bump[index % 2].run(cursor)
+
+    try:
+        with databases[0].read() as conn:
+            start = conn.execute(sa.select(counters.c.value)).scalar_one()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(add, range(200)))
+        with databases[1].read() as conn:
+            assert conn.execute(sa.select(counters.c.value)).scalar_one() == start + 200
+    finally:
+        for db in databases:
+            db.dispose()
