@@ -276,3 +276,33 @@ def test_concurrent_sqlite_writes_from_two_database_objects_all_commit(tmp_path)
     finally:
         for db in databases:
             db.dispose()
+
+
+def test_sqlite_read_connections_are_per_thread_and_closed_by_dispose(tmp_path):
+    import gc
+    import sqlite3
+    import threading
+
+    db = Database(sqlite_url(tmp_path / "data"))
+    db.migrate()
+    select = db.compile(sa.select(counters.c.value))
+    seen = []
+
+    def read() -> None:
+        with db.cursor() as cursor:
+            seen.append((threading.get_ident(), select.run(cursor).fetchone()[0]))
+
+    for _ in range(3):
+        read()
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert len({value for _, value in seen}) == 1
+    assert len(db._all_readers) == 1  # the other threads' connections closed when they ended
+    connection = db._readers.reader.connection
+    db.dispose()
+    with pytest.raises(sqlite3.ProgrammingError):
+        connection.execute("SELECT 1")
+    read()  # usable again after dispose, like the engine
+    db.dispose()

@@ -32,6 +32,7 @@ import hashlib
 import os
 import pathlib
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,6 +112,19 @@ class SqliteWriterLock:
             self._fd = None
 
 
+class _ThreadReader:
+    """One thread's SQLite read connection: closed when the thread ends (its thread-local storage
+    goes) or by ``Database.dispose``."""
+
+    __slots__ = ("connection", "__weakref__")
+
+    def __init__(self, connection):
+        self.connection = connection
+
+    def __del__(self):
+        self.connection.close()
+
+
 @dataclass(frozen=True)
 class Statement:
     """A Core statement compiled for one database's dialect, run on a DB-API cursor."""
@@ -149,6 +163,8 @@ class Database:
             _install_sqlite_hooks(self.engine)
             self._reader = self.engine.execution_options(**{_SQLITE_NO_TRANSACTION: True})
             self._writer_lock = SqliteWriterLock(pathlib.Path(f"{parsed.database}.writer-lock"))
+            self._readers = threading.local()
+            self._all_readers: weakref.WeakSet[_ThreadReader] = weakref.WeakSet()
         else:
             # Reads run in autocommit mode: nothing to roll back when they return to the pool.
             self.engine = sa.create_engine(
@@ -191,12 +207,16 @@ class Database:
     @contextmanager
     def cursor(self) -> Iterator[Any]:
         """A DB-API cursor for one-statement reads, outside any transaction (autocommit)."""
+        if self.is_sqlite:  # pysqlite's transaction handling is off: autocommit already
+            cursor = self._sqlite_reader().cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()  # ends the statement: no read snapshot stays open
+            return
         fairy = self.engine.raw_connection()
         try:
             connection = fairy.driver_connection
-            if self.is_sqlite:  # pysqlite's transaction handling is off: autocommit already
-                yield connection.cursor()
-                return
             connection.autocommit = True
             try:
                 with connection.cursor() as cursor:
@@ -205,6 +225,17 @@ class Database:
                 connection.autocommit = False
         finally:
             fairy.close()
+
+    def _sqlite_reader(self):
+        """This thread's own SQLite read connection, taken out of the pool once: a SQLite
+        connection is only a file handle, and a pool round trip costs more than a cached read."""
+        reader = getattr(self._readers, "reader", None)
+        if reader is None:
+            fairy = self.engine.raw_connection()
+            reader = self._readers.reader = _ThreadReader(fairy.driver_connection)
+            fairy.detach()
+            self._all_readers.add(reader)
+        return reader.connection
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -254,6 +285,9 @@ class Database:
         self.engine.dispose()
         if self.is_sqlite:
             self._writer_lock.close()
+            self._readers = threading.local()
+            for reader in list(self._all_readers):
+                reader.connection.close()
 
 
 def _lock_key(name: str) -> int:
