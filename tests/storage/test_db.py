@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 
 from vodimg.storage import Database, sqlite_url
 from vodimg.storage.db import MIGRATIONS_DIR
-from vodimg.storage.schema import accounts, applications, counters, metadata, templates
+from vodimg.storage.schema import accounts, api_keys, applications, counters, metadata, templates
 
 TABLES = {"accounts", "api_keys", "applications", "templates", "counters", "alembic_version"}
 
@@ -278,7 +278,7 @@ def test_concurrent_sqlite_writes_from_two_database_objects_all_commit(tmp_path)
             db.dispose()
 
 
-def test_sqlite_read_connections_are_per_thread_and_closed_by_dispose(tmp_path):
+def test_sqlite_connections_are_per_thread_and_closed_by_dispose(tmp_path):
     import gc
     import sqlite3
     import threading
@@ -299,10 +299,31 @@ def test_sqlite_read_connections_are_per_thread_and_closed_by_dispose(tmp_path):
         thread.join()
     gc.collect()
     assert len({value for _, value in seen}) == 1
-    assert len(db._all_readers) == 1  # the other threads' connections closed when they ended
-    connection = db._readers.reader.connection
+    assert len(db._thread_connections) == 1  # the other threads' connections closed when they ended
+    connection = db._thread_local.owned.connection
     db.dispose()
     with pytest.raises(sqlite3.ProgrammingError):
         connection.execute("SELECT 1")
     read()  # usable again after dispose, like the engine
     db.dispose()
+
+
+def test_a_failed_sqlite_commit_is_rolled_back_and_the_connection_stays_usable(tmp_path):
+    import sqlite3
+
+    db = Database(sqlite_url(tmp_path / "data"))
+    db.migrate()
+    insert_key = db.compile(sa.insert(api_keys))
+    count_keys = db.compile(sa.select(sa.func.count()).select_from(api_keys))
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            with db.transaction() as cursor:
+                cursor.execute("PRAGMA defer_foreign_keys = ON")  # the violation shows at COMMIT
+                insert_key.run(cursor, {"secret_id": "AKIDx", "secret_key": "k", "app_id": 404,
+                                        "created_at": "x"})
+        with db.cursor() as cursor:
+            assert count_keys.run(cursor).fetchone()[0] == 0
+        with db.transaction() as cursor:  # no transaction was left open on this thread's connection
+            cursor.execute("SELECT 1")
+    finally:
+        db.dispose()

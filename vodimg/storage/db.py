@@ -14,8 +14,8 @@ Transactions:
   change (``SELECT ... FOR UPDATE``, conditional ``UPDATE``) or take ``lock(conn, name)``.
 
 The request path (per-request statements of the domain services) uses the same two kinds on the
-pooled DB-API connection instead: ``compile(statement)`` once, then ``cursor()`` (reads) or
-``transaction()`` (writes, same locking as ``write()``). SQLAlchemy's per-execution work costs
+DB-API connection instead (SQLite: each thread's own; PostgreSQL: pooled): ``compile(statement)``
+once, then ``cursor()`` (reads) or ``transaction()`` (writes, same locking as ``write()``). SQLAlchemy's per-execution work costs
 about 100 us a statement, several times the statement itself on SQLite.
 
 SQLite writers queue on a writer lock first (``SqliteWriterLock``): waiting there wakes at once
@@ -112,9 +112,9 @@ class SqliteWriterLock:
             self._fd = None
 
 
-class _ThreadReader:
-    """One thread's SQLite read connection: closed when the thread ends (its thread-local storage
-    goes) or by ``Database.dispose``."""
+class _ThreadConnection:
+    """One thread's SQLite connection: closed when the thread ends (its thread-local storage goes)
+    or by ``Database.dispose``."""
 
     __slots__ = ("connection", "__weakref__")
 
@@ -163,8 +163,8 @@ class Database:
             _install_sqlite_hooks(self.engine)
             self._reader = self.engine.execution_options(**{_SQLITE_NO_TRANSACTION: True})
             self._writer_lock = SqliteWriterLock(pathlib.Path(f"{parsed.database}.writer-lock"))
-            self._readers = threading.local()
-            self._all_readers: weakref.WeakSet[_ThreadReader] = weakref.WeakSet()
+            self._thread_local = threading.local()
+            self._thread_connections: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
         else:
             # Reads run in autocommit mode: nothing to roll back when they return to the pool.
             self.engine = sa.create_engine(
@@ -207,56 +207,57 @@ class Database:
     @contextmanager
     def cursor(self) -> Iterator[Any]:
         """A DB-API cursor for one-statement reads, outside any transaction (autocommit)."""
-        if self.is_sqlite:  # pysqlite's transaction handling is off: autocommit already
-            cursor = self._sqlite_reader().cursor()
-            try:
-                yield cursor
-            finally:
-                cursor.close()  # ends the statement: no read snapshot stays open
-            return
-        fairy = self.engine.raw_connection()
-        try:
-            connection = fairy.driver_connection
+        with self._dbapi_connection() as connection:
+            if self.is_sqlite:  # pysqlite's transaction handling is off: autocommit already
+                cursor = connection.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()  # ends the statement: no read snapshot stays open
+                return
             connection.autocommit = True
             try:
                 with connection.cursor() as cursor:
                     yield cursor
             finally:
                 connection.autocommit = False
-        finally:
-            fairy.close()
-
-    def _sqlite_reader(self):
-        """This thread's own SQLite read connection, taken out of the pool once: a SQLite
-        connection is only a file handle, and a pool round trip costs more than a cached read."""
-        reader = getattr(self._readers, "reader", None)
-        if reader is None:
-            fairy = self.engine.raw_connection()
-            reader = self._readers.reader = _ThreadReader(fairy.driver_connection)
-            fairy.detach()
-            self._all_readers.add(reader)
-        return reader.connection
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         """A DB-API cursor in a transaction (locking as ``write()``), committed when the block ends
-        normally, rolled back on an exception."""
-        with self._writing():
-            fairy = self.engine.raw_connection()
+        normally, rolled back on an exception (also when the commit fails)."""
+        with self._writing(), self._dbapi_connection() as connection:
+            cursor = connection.cursor()
             try:
-                connection = fairy.driver_connection
-                cursor = connection.cursor()
                 if self.is_sqlite:
                     cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    yield cursor
-                except BaseException:
-                    connection.rollback()
-                    raise
+                yield cursor
                 connection.commit()
-                cursor.close()
+            except BaseException:
+                connection.rollback()
+                raise
             finally:
-                fairy.close()
+                cursor.close()
+
+    @contextmanager
+    def _dbapi_connection(self) -> Iterator[Any]:
+        """SQLite: this thread's own connection, taken out of the pool once (a SQLite connection is
+        only a file handle, and a pool round trip costs more than a cached read); PostgreSQL: a
+        pooled one."""
+        if self.is_sqlite:
+            owned = getattr(self._thread_local, "owned", None)
+            if owned is None:
+                fairy = self.engine.raw_connection()
+                owned = self._thread_local.owned = _ThreadConnection(fairy.driver_connection)
+                fairy.detach()
+                self._thread_connections.add(owned)
+            yield owned.connection
+            return
+        fairy = self.engine.raw_connection()
+        try:
+            yield fairy.driver_connection
+        finally:
+            fairy.close()
 
     def lock(self, conn: sa.Connection, name: str) -> None:
         """Serialise transactions that take the same named lock, until ``conn``'s transaction ends.
@@ -285,9 +286,9 @@ class Database:
         self.engine.dispose()
         if self.is_sqlite:
             self._writer_lock.close()
-            self._readers = threading.local()
-            for reader in list(self._all_readers):
-                reader.connection.close()
+            self._thread_local = threading.local()
+            for owned in list(self._thread_connections):
+                owned.connection.close()
 
 
 def _lock_key(name: str) -> int:
