@@ -234,8 +234,9 @@ def test_every_preset_passes_the_validator(provider, account):
         validate_structure("ProcessImageAsyncTask", item["ProcessImageConfigure"], "ProcessImageConfigure")
 
 
-def test_only_reads_on_sqlite_may_run_on_the_event_loop(provider):
+def test_on_sqlite_reads_may_run_on_the_event_loop_and_writes_on_one_thread(provider):
     assert provider.inline_actions == {DESCRIBE}
+    assert provider.serial_actions == {CREATE, MODIFY, DELETE}
 
 
 @pytest.mark.postgres
@@ -244,6 +245,6 @@ def test_nothing_runs_on_the_event_loop_with_postgresql(postgres_url):
     try:
         database.migrate()
         provider = VodProvider(AccountService(database), TemplateService(database))
-        assert provider.inline_actions == frozenset()
+        assert provider.inline_actions == provider.serial_actions == frozenset()
     finally:
         database.dispose()

@@ -4,7 +4,8 @@
 (vodimg/validation), resolves the application (SubAppId, or the account's default), and runs the
 action's method, which calls the domain services and returns the fields of ``<Action>Response``
 without RequestId (the wire layer adds it). Adding an action is one method decorated with
-``@action("<Action>")`` (``read_only=True`` when it never writes).
+``@action("<Action>")``, with ``database="read"`` or ``"write"`` when the action's only waits are
+database reads, or reads and writes.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ DEFAULT_OFFSET = 0
 DEFAULT_LIMIT = 10
 
 _ACTIONS: dict[str, Callable] = {}
-_READ_ONLY_ACTIONS: set[str] = set()
+_DATABASE_ACCESS: dict[str, set[str]] = {"read": set(), "write": set()}
 
 
-def action(name: str, *, read_only: bool = False):
+def action(name: str, *, database: str | None = None):
     """Register the decorated method as the implementation of action ``name``; the method takes
     ``(self, sub_app_id, params)`` with validated params and returns the response fields.
-    ``read_only``: the action only reads the database."""
+    ``database``: "read" when the action only reads the database, "write" when it reads and
+    writes it, and waits for nothing else (no network, no files); None otherwise."""
 
     def register(method):
         _ACTIONS[name] = method
-        if read_only:
-            _READ_ONLY_ACTIONS.add(name)
+        if database is not None:
+            _DATABASE_ACCESS[database].add(name)
         return method
 
     return register
@@ -44,10 +46,14 @@ class VodProvider:
     def __init__(self, accounts: AccountService, templates: TemplateService):
         self._accounts = accounts
         self._templates = templates
-        # Actions whose call never waits (read-only, on a database whose reads never wait): the
-        # wire runs them on its event loop instead of a worker thread. Empty on PostgreSQL.
+        # Where the wire runs each call (empty on PostgreSQL: every call on its thread pool):
+        # - inline_actions never wait (database reads that never wait): on the event loop;
+        # - serial_actions only wait for a database with one writer at a time: on one thread, in
+        #   turn, which costs less than threads taking that lock in turn.
         never_wait = accounts.lookups_never_wait and templates.reads_never_wait
-        self.inline_actions: frozenset[str] = frozenset(_READ_ONLY_ACTIONS if never_wait else ())
+        self.inline_actions: frozenset[str] = frozenset(_DATABASE_ACCESS["read"] if never_wait else ())
+        one_writer = templates.one_writer_at_a_time
+        self.serial_actions: frozenset[str] = frozenset(_DATABASE_ACCESS["write"] if one_writer else ())
 
     def call(self, action: str, app_id: int, params: dict, *, from_strings: bool = False) -> dict:
         """Run ``action`` for account ``app_id``; returns the response fields without RequestId.
@@ -61,25 +67,25 @@ class VodProvider:
 
     # --- image async processing templates ------------------------------------------------------
 
-    @action("CreateProcessImageAsyncTemplate")
+    @action("CreateProcessImageAsyncTemplate", database="write")
     def _create_template(self, sub_app_id: int, params: dict) -> dict:
         definition = self._templates.create(
             sub_app_id, params.get("Name", ""), params.get("Comment", ""), params["ProcessImageConfigure"])
         return {"Definition": definition}
 
-    @action("ModifyProcessImageAsyncTemplate")
+    @action("ModifyProcessImageAsyncTemplate", database="write")
     def _modify_template(self, sub_app_id: int, params: dict) -> dict:
         self._templates.modify(
             sub_app_id, params["Definition"], params.get("Name"), params.get("Comment"),
             params.get("ProcessImageConfigure"))
         return {}
 
-    @action("DeleteProcessImageAsyncTemplate")
+    @action("DeleteProcessImageAsyncTemplate", database="write")
     def _delete_template(self, sub_app_id: int, params: dict) -> dict:
         self._templates.delete(sub_app_id, params["Definition"])
         return {}
 
-    @action("DescribeProcessImageAsyncTemplates", read_only=True)
+    @action("DescribeProcessImageAsyncTemplates", database="read")
     def _describe_templates(self, sub_app_id: int, params: dict) -> dict:
         total, items = self._templates.describe(
             sub_app_id, params.get("Definitions") or None,

@@ -208,6 +208,12 @@ class TemplateService:
         """True when ``describe`` and ``configure_for_task`` never wait for a lock or the network."""
         return self._db.reads_never_wait
 
+    @property
+    def one_writer_at_a_time(self) -> bool:
+        """True when ``create``, ``modify`` and ``delete`` run one at a time (whatever the caller's
+        concurrency): callers gain nothing from running them on several threads."""
+        return self._db.one_writer_at_a_time
+
     def create(self, sub_app_id: int, name: str, comment: str, configure: dict) -> int:
         """A new custom template; returns its Definition. LimitExceeded at the quota."""
         now = iso_utc(self._clock())

@@ -152,6 +152,8 @@ class Database:
         # checkpoints are passive) and costs microseconds, so it may run on an event loop.
         # PostgreSQL reads are network round trips.
         self.reads_never_wait = self.is_sqlite
+        # SQLite has one writer at a time for the whole database; PostgreSQL locks rows.
+        self.one_writer_at_a_time = self.is_sqlite
         if self.is_sqlite:
             pathlib.Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             self.engine = sa.create_engine(

@@ -7,9 +7,10 @@ signature, the Version and the Action, parse the parameters, apply the rate limi
 
 Where the work runs: when key lookups never wait (SQLite: cached, else a read that takes no lock),
 everything up to ``provider.call`` runs on the event loop, and so do the provider's
-``inline_actions`` (read-only actions on such a database); any other call (writes, and everything on
-PostgreSQL) runs in a worker thread, so the loop never waits for a lock or a network round trip. A
-thread hop costs more than the whole of a cached read. Every answer is HTTP 200 with ``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error``
+``inline_actions`` (read-only actions on such a database); its ``serial_actions`` (writes to a
+database with one writer at a time) run on one writer thread, in turn; any other call (and
+everything on PostgreSQL) runs on a thread pool. So the loop never waits for a lock or a network
+round trip; a thread hop costs more than the whole of a cached read. Every answer is HTTP 200 with ``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error``
 only under that exact type) and a fresh uuid4 RequestId.
 
 The rate limit is a token bucket kept in this process: with several API processes, each allows
@@ -106,11 +107,13 @@ class WireProtocol:
         self.settings = settings
         self.actions = frozenset(provider.actions)
         self.inline_actions = frozenset(provider.inline_actions)
+        self.serial_actions = frozenset(provider.serial_actions)
         self.lookups_never_wait = bool(accounts.lookups_never_wait)
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         # Calls that may wait run here, off the event loop. A plain executor costs less per call
         # than anyio's to_thread.
         self.executor = ThreadPoolExecutor(max_workers=PROVIDER_THREADS, thread_name_prefix="vodimg-api")
+        self.serial_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vodimg-writer")
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -175,14 +178,16 @@ class WireProtocol:
     async def run(self, request: HttpRequest) -> dict:
         """Everything after reading the request; on the loop only what never waits (module doc)."""
         if not self.lookups_never_wait:
-            return await self.in_thread(self.process, request)
+            return await self.in_thread(self.executor, self.process, request)
         parsed = self.parse_checked(request)
         if parsed.action in self.inline_actions:
             return self.call(parsed)
-        return await self.in_thread(self.call, parsed)
+        executor = self.serial_executor if parsed.action in self.serial_actions else self.executor
+        return await self.in_thread(executor, self.call, parsed)
 
-    async def in_thread(self, function, argument):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, argument)
+    @staticmethod
+    async def in_thread(executor: ThreadPoolExecutor, function, argument):
+        return await asyncio.get_running_loop().run_in_executor(executor, function, argument)
 
     def process(self, request: HttpRequest) -> dict:
         return self.call(self.parse_checked(request))
