@@ -109,6 +109,8 @@ class WireProtocol:
         self.inline_actions = frozenset(provider.inline_actions)
         self.serial_actions = frozenset(provider.serial_actions)
         self.lookups_never_wait = bool(accounts.lookups_never_wait)
+        if not settings.auth:  # the default account may be created (a write): here, not on the loop
+            accounts.default_app_id()
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit > 0 else None
         # Calls that may wait run here, off the event loop. A plain executor costs less per call
         # than anyio's to_thread.
