@@ -15,12 +15,14 @@ Transactions:
 
 The request path (per-request statements of the domain services) uses the same two kinds on the
 DB-API connection instead (SQLite: each thread's own; PostgreSQL: pooled): ``compile(statement)``
-once, then ``cursor()`` (reads) or ``transaction()`` (writes, same locking as ``write()``). SQLAlchemy's per-execution work costs
-about 100 us a statement, several times the statement itself on SQLite.
+once, then ``cursor()`` (reads) or ``transaction()`` (writes, same locking as ``write()``).
+SQLAlchemy's per-execution work costs about 100 us a statement, several times the statement
+itself on SQLite.
 
-SQLite writers queue on a writer lock first (``SqliteWriterLock``): waiting there wakes at once
-when the writer before ends, where SQLite's own busy handler sleeps 1, 2, 5, 10, ... ms between
-attempts.
+SQLite writers queue on a writer lock first (``SqliteWriterLock``, the file
+``<database>.writer-lock``): waiting there wakes at once when the writer before ends, where
+SQLite's own busy handler sleeps 1, 2, 5, 10, ... ms between attempts. A writer that does not take
+it (an older version) still waits through the busy timeout, so correctness never depends on it.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit survives an application crash; a
 power loss or OS crash may lose the last transactions (never corrupts the database).
@@ -37,6 +39,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: processes wait through SQLite's busy timeout instead
+    fcntl = None
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -86,17 +93,15 @@ class SqliteWriterLock:
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        import fcntl
-
         with self._threads:
-            if self._depth == 0:
+            if self._depth == 0 and fcntl is not None:
                 fcntl.flock(self._file(), fcntl.LOCK_EX)
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
-                if self._depth == 0:
+                if self._depth == 0 and fcntl is not None:
                     fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _file(self) -> int:
