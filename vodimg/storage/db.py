@@ -106,7 +106,8 @@ class SqliteWriterLock:
 
     def _file(self) -> int:
         if self._fd is None or self._pid != os.getpid():  # a forked child needs its own open file
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            # flock needs no write access: any user who may open the database may queue here
+            self._fd = os.open(self._path, os.O_RDONLY | os.O_CREAT, 0o644)
             self._pid = os.getpid()
         return self._fd
 
