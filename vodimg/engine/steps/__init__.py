@@ -10,4 +10,7 @@ ranges; the step applies its own documented defaults for members left out. The p
 a step only when its Switch is ON. Steps are pure (no I/O, no globals mutated, deterministic:
 the same input and options give the same pixels) and may load packaged model weights once,
 lazily, from ``vodimg/engine/weights`` or an installed package, never from the network.
+
+Optional hooks: ``check(options)`` raises ``InvalidConfig`` before any pixel is decoded (the
+pipeline calls it first), and ``superres.apply_advanced`` serves AdvancedSuperResolution.
 """
