@@ -4,7 +4,7 @@ Luminance is upscaled bicubically, then each output pixel gets a small learned c
 chosen by its local structure: gradient angle, strength and coherence (from the structure
 tensor) and its position among the four x2 sub-pixel phases. Chroma stays bicubic (the eye and
 Y-PSNR care about luminance detail). The filters were fitted by least squares on scikit-image
-photos that are not used for evaluation (``bench/train_sr_filters.py`` rebuilds the weights file).
+photos that are not used for evaluation (``training/sr_filters/train.py`` rebuilds the weights file).
 
 To keep the cost low every bucket's filter is stored as coefficients over a few shared basis
 filters: the image is convolved once per basis filter, and each pixel mixes the responses with

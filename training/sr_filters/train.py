@@ -1,6 +1,6 @@
 """Fit the learned x2 filters of ``vodimg/engine/filter_sr.py`` (AdvancedSuperResolution ``standard``).
 
-    python -m bench.train_sr_filters     # writes vodimg/engine/weights/sr_filters/filters_x2.npz
+    python -m training.sr_filters.train     # writes vodimg/engine/weights/sr_filters/filters_x2.npz
 
 Training photos: scikit-image's bundled images that the tests and ``bench.quality_sr`` do NOT use
 (see ``TRAINING_FILES``), in four rotations, each downscaled x2 two ways (box/area and
