@@ -48,7 +48,7 @@ def test_strong_leaves_less_noise_than_weak():
 @pytest.mark.parametrize("kind", ["weak", "strong"])
 def test_clean_photo_barely_changed(kind):
     clean = photo("chelsea")
-    assert psnr(run(clean, kind).bgr, clean) > 38.0
+    assert psnr(run(clean, kind).bgr, clean) > 43.0  # measured: 51.2 strong, 52.6 weak
 
 
 def test_default_type_is_weak():
@@ -66,7 +66,7 @@ def test_tiled_matches_untiled():
     whole = denoise.denoise(noisy, 20.0, StepContext(), tile=1024)
     tiled = denoise.denoise(noisy, 20.0, StepContext(), tile=128)
     diff = np.abs(whole.astype(int) - tiled.astype(int))
-    assert diff.max() <= 3
+    assert diff.max() <= 2  # measured: 1, on 30 of 786k values
     assert psnr(whole, tiled) > 50.0
 
 
