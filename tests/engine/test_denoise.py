@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -114,4 +115,32 @@ def test_progress_reported_per_tile_up_to_one():
 def test_deadline_stops_between_tiles():
     ctx = StepContext(deadline=time.monotonic() - 1.0)
     with pytest.raises(ProcessingTimeout):
-        run(photo("coffee"), "strong", ctx=ctx)
+        run(with_gaussian_noise(photo("coffee"), 15), "strong", ctx=ctx)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_clean_photo_is_returned_untouched_without_running_the_network(name):
+    clean = photo(name)
+    # A deadline already passed: the network, which checks it before each tile, never ran.
+    ctx = StepContext(deadline=time.monotonic() - 1.0)
+    frame = Frame(bgr=clean)
+    assert denoise.apply(frame, {"Switch": "ON", "Type": "weak"}, ctx) is frame
+
+
+def test_skip_threshold_both_ways():
+    clean = photo("chelsea")  # estimate 1.0
+    slightly_noisy = with_gaussian_noise(clean, 4, seed=1)  # estimate 4.5: weak runs at 2.2
+    assert denoise.estimate_sigma(clean) < denoise.SKIP_BELOW_SIGMA
+    assert run(clean, "strong").bgr is clean
+    out = run(slightly_noisy, "weak").bgr
+    assert not np.array_equal(out, slightly_noisy)
+    assert psnr(out, clean) > psnr(slightly_noisy, clean) + 0.5  # measured: +1.4 dB
+
+
+@pytest.mark.parametrize("sigma", [0, 10, 25])
+def test_sampled_estimate_on_a_large_image_matches_the_whole_image(sigma):
+    big = cv2.resize(photo("coffee"), (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    image = big if sigma == 0 else with_gaussian_noise(big, sigma, seed=5)
+    assert image.shape[0] * image.shape[1] > denoise.SAMPLE_FACTOR * denoise.SAMPLE_PIXELS  # sampled
+    whole = denoise.estimate_sigma(image, sample_pixels=image.size)
+    assert denoise.estimate_sigma(image) == pytest.approx(whole, rel=0.05, abs=0.3)  # measured: within 2.5 %
