@@ -80,3 +80,34 @@ def test_bad_json_and_clashing_names_are_usage_errors(tmp_path):
     config = write_config(tmp_path, {})
     done = vodimg_process("--config", config, "--out", "out", "a/x.jpg", "b/x.png", cwd=tmp_path)
     assert done.returncode == 2 and "would both be written" in done.stderr
+
+
+def test_workers_report_progress_within_an_image(tmp_path):
+    """The bar moves while one long image (super-resolution) is processed, not only after it."""
+    import queue
+
+    from vodimg.cli import process
+    from vodimg.engine.limits import Limits
+
+    image = tmp_path / "coffee.jpg"
+    image.write_bytes(encode(photo("coffee")[:128, :128], ".jpg", 90))
+    reports: queue.Queue = queue.Queue()
+    process._init_worker(reports)
+    try:
+        configure = {"EnhanceConfig": {"SuperResolution": {"Switch": "ON", "Type": "hq", "Size": 2}}}
+        written, error = process.process_file(image, tmp_path, configure, Limits())
+    finally:
+        process._progress_queue = None
+    assert error is None and written.exists()
+    fractions = _drain(reports, str(image))
+    assert len(fractions) >= 3
+    assert fractions == sorted(fractions) and 0.0 < fractions[0] < fractions[-1] <= 1.0
+
+
+def _drain(reports, name: str) -> list[float]:
+    found = []
+    while not reports.empty():
+        image, fraction = reports.get_nowait()
+        assert image == name
+        found.append(fraction)
+    return found

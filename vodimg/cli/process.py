@@ -15,8 +15,9 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from tqdm import tqdm
@@ -110,12 +111,15 @@ def _refuse_clashing_outputs(images: list[Path]) -> None:
 
 def _process_all(images: list[Path], out_dir: Path, configure: dict, limits, jobs: int) -> int:
     context = multiprocessing.get_context("spawn")  # workers start clean: no inherited threads
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool, tqdm(
-        total=len(images), unit="img", file=sys.stderr, disable=None, dynamic_ncols=True
+    progress = context.Queue()  # (image, fraction done) from the workers, for the bar
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(progress,)) as pool, tqdm(
+        total=len(images), unit="img", file=sys.stderr, disable=None, dynamic_ncols=True,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]",
     ) as bar:
         futures = {pool.submit(process_file, image, out_dir, configure, limits): image for image in images}
         try:
-            failures = _collect(futures, bar)
+            failures = _collect(futures, bar, progress)
         except KeyboardInterrupt:
             for future in futures:  # images not started yet never start
                 future.cancel()
@@ -123,24 +127,53 @@ def _process_all(images: list[Path], out_dir: Path, configure: dict, limits, job
     return failures
 
 
-def _collect(futures: dict, bar: tqdm) -> int:
-    failures = 0
-    for future in as_completed(futures):
-        try:
-            written, error = future.result()
-        except Exception as err:  # the worker process itself died (killed, out of memory)
-            written, error = None, f"worker failed: {type(err).__name__}: {err}"
-        if error is None:
-            print(written, flush=True)
-        else:
-            failures += 1
-            tqdm.write(f"{PROG}: {futures[future]}: {error}", file=sys.stderr)
-        bar.update()
+def _collect(futures: dict, bar: tqdm, progress) -> int:
+    """Report each finished image; between them, move the bar by the images' partial progress
+    (super-resolution takes seconds per image)."""
+    failures, finished, partial = 0, 0, {}
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        for future in done:
+            failures += _report(future, futures[future])
+            finished += 1
+            partial.pop(str(futures[future]), None)
+        _drain(progress, partial, finished_images={str(futures[f]) for f in futures if f.done()})
+        bar.n = finished + sum(partial.values())
+        bar.refresh()
     return failures
 
 
-def _init_worker() -> None:
+def _report(future, image: Path) -> int:
+    """Print the output path or one error line; 1 if the image failed."""
+    try:
+        written, error = future.result()
+    except Exception as err:  # the worker process itself died (killed, out of memory)
+        written, error = None, f"worker failed: {type(err).__name__}: {err}"
+    if error is None:
+        print(written, flush=True)
+        return 0
+    tqdm.write(f"{PROG}: {image}: {error}", file=sys.stderr)
+    return 1
+
+
+def _drain(progress, partial: dict, finished_images: set) -> None:
+    while True:
+        try:
+            image, fraction = progress.get_nowait()
+        except queue.Empty:
+            return
+        if image not in finished_images:
+            partial[image] = min(fraction, 0.99)
+
+
+_progress_queue = None  # set in each worker process by _init_worker
+
+
+def _init_worker(progress) -> None:
     """One thread per worker: one process per core is faster than threads in one process."""
+    global _progress_queue
+    _progress_queue = progress
     for name in SINGLE_THREAD_ENV:
         os.environ[name] = "1"
     import cv2
@@ -157,7 +190,7 @@ def process_file(image: Path, out_dir: Path, configure: dict, limits) -> tuple[P
         size = image.stat().st_size
         if size > limits.max_input_bytes:  # do not even read it
             return None, f"the image file is {size} bytes, more than the limit of {limits.max_input_bytes}"
-        result = process_image(image.read_bytes(), configure, limits)
+        result = process_image(image.read_bytes(), configure, limits, progress=_reporter(image))
         target = out_dir / f"{image.stem}.{EXTENSIONS[result.format]}"
         _write_atomically(target, result.data)
         return target, None
@@ -167,6 +200,20 @@ def process_file(image: Path, out_dir: Path, configure: dict, limits) -> tuple[P
         return None, f"{err.strerror or err}"
     except Exception as err:  # a bug: still one line, and the other images go on
         return None, f"internal error: {type(err).__name__}: {err}"
+
+
+def _reporter(image: Path):
+    """A progress callback that sends (image, fraction) to the parent at most every 1%."""
+    if _progress_queue is None:
+        return None
+    last = [0.0]
+
+    def report(fraction: float) -> None:
+        if fraction - last[0] >= 0.01:
+            last[0] = fraction
+            _progress_queue.put((str(image), fraction))
+
+    return report
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
