@@ -7,6 +7,7 @@ except under CI (``CI=true``), where an unreachable PostgreSQL is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
@@ -39,22 +40,29 @@ def postgres_server_url() -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url(postgres_server_url: str):
-    """A fresh, empty schema on the PostgreSQL server, dropped afterwards.
+@contextlib.contextmanager
+def fresh_postgres_schema(server_url: str, prefix: str = "vodimg_test"):
+    """A new, empty schema on the server, dropped afterwards.
 
     Yields a SQLAlchemy URL whose connections use that schema (``search_path``).
     """
     import sqlalchemy as sa
 
-    schema = f"vodimg_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_server_url)
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server_url)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in postgres_server_url else "?"
+    sep = "&" if "?" in server_url else "?"
     try:
-        yield f"{postgres_server_url}{sep}options=-csearch_path%3D{schema}"
+        yield f"{server_url}{sep}options=-csearch_path%3D{schema}"
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str):
+    """A fresh, empty schema for one test (see ``fresh_postgres_schema``)."""
+    with fresh_postgres_schema(postgres_server_url) as url:
+        yield url

@@ -3,29 +3,17 @@ data directory; PostgreSQL in a fresh schema), and fresh accounts so tests do no
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
+from tests.conftest import fresh_postgres_schema
 from tests.e2e.server import Server, Tenant, started
 
 
 @pytest.fixture(scope="module")
 def postgres_module_url(postgres_server_url: str):
     """Like ``postgres_url`` (tests/conftest.py) but one schema for a whole module."""
-    import sqlalchemy as sa
-
-    schema = f"vodimg_e2e_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_server_url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in postgres_server_url else "?"
-    try:
-        yield f"{postgres_server_url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with fresh_postgres_schema(postgres_server_url, "vodimg_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
