@@ -134,3 +134,12 @@ def test_out_of_range_intensity_is_clamped(intensity):
     image = face_photo()
     expected = enhanced(image, min(max(intensity, 0.0), 1.0)).bgr
     assert np.array_equal(enhanced(image, intensity).bgr, expected)
+
+
+def test_faces_are_detected_on_a_640_px_copy():
+    from tests.engine.test_faces import small_face_on_a_large_photo
+
+    found = small_face_on_a_large_photo(64)  # 1920 px wide: 21 px at the detection scale
+    missed = small_face_on_a_large_photo(32)  # 11 px: below what the detector finds
+    assert changed(enhanced(found).bgr, found).any()
+    assert np.array_equal(enhanced(missed).bgr, missed)

@@ -99,3 +99,27 @@ def test_tiny_images_have_no_faces_and_bad_input_is_refused():
 def test_face_box_center():
     face = FaceBox(x=10, y=20, w=30, h=40, score=0.9, landmarks=())
     assert face.center == (25.0, 40.0)
+
+
+def small_face_on_a_large_photo(face_width: int, at: tuple[int, int] = (900, 500)) -> np.ndarray:
+    """The astronaut's head scaled so the detector's box is about ``face_width`` px wide, pasted
+    on a 1920x1080 photo without faces."""
+    portrait = photo("astronaut")
+    (face,) = detect_faces(portrait)
+    pad = int(0.6 * face.w)
+    head = portrait[max(0, face.y - pad) : face.y + face.h + pad, max(0, face.x - pad) : face.x + face.w + pad]
+    scale = face_width / face.w
+    head = cv2.resize(head, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas = cv2.resize(photo("coffee"), (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    x, y = at
+    canvas[y : y + head.shape[0], x : x + head.shape[1]] = head
+    return canvas
+
+
+@pytest.mark.parametrize("max_side, smallest", [(960, 40), (640, 64)])
+def test_smallest_face_found_is_about_20_px_at_the_detection_scale(max_side, smallest):
+    # Measured at four places on the photo: found everywhere from 40 px (960) and 64 px (640),
+    # nowhere below 24 px (960) and 40 px (640).
+    for at in ((100, 100), (900, 500), (1500, 700)):
+        assert len(detect_faces(small_face_on_a_large_photo(smallest, at), max_side=max_side)) == 1
+        assert detect_faces(small_face_on_a_large_photo(smallest // 2, at), max_side=max_side) == []

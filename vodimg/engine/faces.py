@@ -1,10 +1,11 @@
 """Face detection shared by face enhance and beauty: YuNet (libfacedetection) via ``yuface``.
 
 ``detect_faces(bgr)`` returns the faces found, most confident first. Detection runs on a copy
-downscaled so that its longer side is at most ``DETECT_MAX_SIDE`` (the detector's own limit for
-good results is 960 px) and boxes are scaled back to the input's pixel grid. The detector finds
-faces down to about 10-12 px wide at the detection scale, so on a 4000 px photo the smallest
-face found is about 50 px wide.
+downscaled so that its longer side is at most ``max_side`` (default ``DETECT_MAX_SIDE``, the
+detector's own limit for good results, 960 px) and boxes are scaled back to the input's pixel
+grid. The detector finds faces reliably from about 20 px wide at the detection scale (some from
+12 px), so the smallest face found is about ``20 / max_side`` of the image's longer side: 40 px
+on a 1920 px photo at 960, 64 px at 640.
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ class FaceBox:
         return (self.x + self.w / 2.0, self.y + self.h / 2.0)
 
 
-def detect_faces(bgr: np.ndarray, min_score: float = MIN_SCORE) -> list[FaceBox]:
-    """Faces in a uint8 BGR image, most confident first (ties broken by position)."""
+def detect_faces(bgr: np.ndarray, min_score: float = MIN_SCORE, max_side: int = DETECT_MAX_SIDE) -> list[FaceBox]:
+    """Faces in a uint8 BGR image, most confident first (ties broken by position); detected on a
+    copy whose longer side is at most ``max_side`` (smaller: faster, but small faces are missed)."""
     if bgr.ndim != 3 or bgr.shape[2] != 3 or bgr.dtype != np.uint8:
         raise ValueError("detect_faces expects a uint8 BGR image of shape (H, W, 3)")
     height, width = bgr.shape[:2]
     if min(height, width) < MIN_SIDE:
         return []
-    scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
+    scale = min(1.0, max_side / max(height, width))
     small = bgr if scale == 1.0 else cv2.resize(
         bgr, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
     )
