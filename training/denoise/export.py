@@ -17,30 +17,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train import DenoiseUNet, export_onnx  # noqa: E402
 
-
-def store_weights_as_float16(model: onnx.ModelProto) -> onnx.ModelProto:
-    graph = model.graph
-    casts, kept = [], []
-    for init in graph.initializer:
-        array = numpy_helper.to_array(init)
-        if array.dtype != np.float32 or array.size < 16:
-            kept.append(init)
-            continue
-        half_name = init.name + "_fp16"
-        kept.append(numpy_helper.from_array(array.astype(np.float16), half_name))
-        casts.append(helper.make_node("Cast", [half_name], [init.name], to=onnx.TensorProto.FLOAT))
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    nodes = casts + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    onnx.checker.check_model(model)
-    return model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from onnx_fp16 import store_weights_as_float16  # noqa: E402
 
 
 def main(checkpoint: str, out: str) -> None:
