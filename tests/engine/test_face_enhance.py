@@ -143,3 +143,19 @@ def test_faces_are_detected_on_a_640_px_copy():
     missed = small_face_on_a_large_photo(32)  # 11 px: below what the detector finds
     assert changed(enhanced(found).bgr, found).any()
     assert np.array_equal(enhanced(missed).bgr, missed)
+
+
+@pytest.mark.parametrize("size", [512, 1024])
+def test_blocking_counts_from_quality_80_not_at_90(size):
+    clean = cv2.resize(face_photo(), (size, size), interpolation=cv2.INTER_CUBIC)
+    (face,) = detect_faces(clean)
+    box = (slice(face.y, face.y + face.h), slice(face.x, face.x + face.w))
+
+    def blocky_at(quality: int) -> bool:
+        decoded = cv2.imdecode(np.frombuffer(encode(clean, ".jpg", quality), np.uint8), cv2.IMREAD_COLOR)
+        return face_step.is_blocky(decoded[box], face.x % 8, face.y % 8)
+
+    # At quality 90 the grid's steps stand out by a ratio above BLOCKY on smooth content, but
+    # by under half a level: invisible, and not worth waifu2x's JPEG denoiser.
+    assert not blocky_at(90) and not blocky_at(100)
+    assert blocky_at(80) and blocky_at(50)
