@@ -14,3 +14,15 @@ lazily, from ``vodimg/engine/weights`` or an installed package, never from the n
 Optional hooks: ``check(options)`` raises ``InvalidConfig`` before any pixel is decoded (the
 pipeline calls it first), and ``superres.apply_advanced`` serves AdvancedSuperResolution.
 """
+
+from vodimg.engine.errors import InvalidConfig
+
+
+def chosen_type(options: dict, capability: str, allowed, default: str) -> str:
+    """The capability's ``Type`` (``default`` when left out), refused unless it is ``allowed``."""
+    kind = options.get("Type") or default
+    if kind not in allowed:
+        names = list(allowed)
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        raise InvalidConfig(f"{capability}.Type must be {listed}, not {kind!r}")
+    return kind

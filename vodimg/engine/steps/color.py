@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vodimg.engine.errors import InvalidConfig
+from vodimg.engine.steps import chosen_type
 from vodimg.engine.frame import Frame, StepContext
 
 DEFAULT_TYPE = "weak"
@@ -31,10 +31,7 @@ NEUTRAL_S = (0.02, 0.10)  # below this saturation range pixels count as grey and
 
 
 def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
-    kind = options.get("Type") or DEFAULT_TYPE
-    if kind not in BOOST:
-        raise InvalidConfig(f"ColorEnhance.Type must be weak, normal or strong, not {kind!r}")
-    boost = BOOST[kind]
+    boost = BOOST[chosen_type(options, "ColorEnhance", BOOST, DEFAULT_TYPE)]
     return Frame(bgr=boost_saturation(frame.bgr, boost), alpha=frame.alpha)
 
 

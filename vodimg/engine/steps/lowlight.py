@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vodimg.engine.errors import InvalidConfig
+from vodimg.engine.steps import chosen_type
 from vodimg.engine.frame import Frame, StepContext
 
 MAP_SIDE = 256  # the illumination map is estimated at this size (longer side)
@@ -31,9 +31,7 @@ NO_OP_GAIN = 1.02  # below this largest gain the image counts as already bright
 
 
 def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
-    kind = options.get("Type") or "normal"
-    if kind != "normal":
-        raise InvalidConfig(f"LowLightEnhance.Type must be normal, not {kind!r}")
+    chosen_type(options, "LowLightEnhance", ("normal",), "normal")
     b, g, r = (cv2.extractChannel(frame.bgr, i) for i in range(3))  # cv2.split is slower in OpenCV 5
     peak = cv2.max(cv2.max(b, g), r)  # brightest channel: the illumination bound per pixel
     gain = illumination_gain(peak)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vodimg.engine.errors import InvalidConfig
+from vodimg.engine.steps import chosen_type
 from vodimg.engine.frame import Frame, StepContext
 from vodimg.engine.steps.sharpen import sharpen_luma
 
@@ -57,10 +57,7 @@ STRENGTHS = {
 
 
 def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
-    kind = options.get("Type") or DEFAULT_TYPE
-    if kind not in STRENGTHS:
-        raise InvalidConfig(f"ImageQualityEnhance.Type must be weak, normal or strong, not {kind!r}")
-    strength = STRENGTHS[kind]
+    strength = STRENGTHS[chosen_type(options, "ImageQualityEnhance", STRENGTHS, DEFAULT_TYPE)]
     return Frame(bgr=enhance(frame.bgr, strength), alpha=frame.alpha)
 
 
