@@ -16,6 +16,7 @@ ENV_VARS = {
     "VODIMG_MAX_INPUT_PIXELS": ("max_input_pixels", int),
     "VODIMG_MAX_OUTPUT_PIXELS": ("max_output_pixels", int),
     "VODIMG_MAX_SECONDS": ("max_seconds", float),
+    "VODIMG_MAX_MEMORY_BYTES": ("max_memory_bytes", int),
 }
 
 
@@ -32,6 +33,9 @@ class Limits:
     max_output_pixels: int = 8192 * 8192
     # Wall-clock seconds for one image, decode to encode.
     max_seconds: float = 300.0
+    # Resident memory of the engine process working on one image (models included): 2 GiB. The
+    # worker's engine pool kills a child that goes over it (vodimg.worker.engine_pool).
+    max_memory_bytes: int = 2 * 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for item in fields(self):
