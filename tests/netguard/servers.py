@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -112,8 +113,9 @@ class Origin:
             self.origin.connections += 1
             return connection
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
+        self.scheme = "https" if tls else "http"
         self.connections = 0
         self.requests: list[tuple[str, str, dict]] = []
         self.bodies: list[bytes] = []
@@ -122,13 +124,15 @@ class Origin:
                             {"address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
         self._server = server_class((host, 0), _Handler)
         self._server.origin = self
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def url(self, path: str = "/") -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{path}"
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def close(self) -> None:
         self._server.shutdown()
