@@ -69,7 +69,7 @@ def test_https_keeps_the_host_name_for_sni_and_the_certificate(tls_origin):
 
 def test_https_certificate_is_checked_against_the_url_host(tls_origin):
     url = f"https://127.0.0.1:{tls_origin.port}/ok/6"      # the certificate names localhost only
-    with pytest.raises(FetchFailed, match=f"^{url}: could not set up the connection: "
+    with pytest.raises(FetchFailed, match=f"^{url}: the TLS handshake failed: "
                                           r".*CERTIFICATE_VERIFY_FAILED"):
         fetch(url, ALLOW_127_0_0_1, max_bytes=100)
     assert tls_origin.requests == []

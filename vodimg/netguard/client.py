@@ -199,7 +199,7 @@ def _transport_reason(exc: Exception, deadline: backend.Deadline) -> str:
     if isinstance(exc, (httpcore.RemoteProtocolError, httpx.RemoteProtocolError)):
         return f"the server broke the HTTP protocol: {_one_line(exc)}"
     if isinstance(exc, (httpcore.ConnectError, httpx.ConnectError)):
-        return f"could not set up the connection: {_one_line(exc)}"
+        return f"the TLS handshake failed: {_one_line(exc)}"
     if isinstance(exc, (httpcore.NetworkError, httpx.NetworkError)):
         return f"the connection failed: {_one_line(exc)}"
     return _one_line(exc)
