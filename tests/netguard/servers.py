@@ -106,7 +106,11 @@ class Origin:
 
     class _Server(ThreadingHTTPServer):
         daemon_threads = True
+        request_queue_size = 128          # concurrent deliveries connect at once
         origin: "Origin"
+
+        def handle_error(self, request, client_address) -> None:
+            pass                              # clients that hang up early are the point here
 
         def get_request(self):
             connection = super().get_request()

@@ -186,7 +186,11 @@ def _shown(url: object) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The exception's message, else its cause's (httpcore wraps an OSError, often blank)."""
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        if candidate is not None and str(candidate).strip():
+            return " ".join(str(candidate).split())
+    return type(exc).__name__
 
 
 def _transport_reason(exc: Exception, deadline: backend.Deadline) -> str:
