@@ -152,6 +152,8 @@ class GuardedBackend(httpcore.NetworkBackend):
                                                  local_address=local_address,
                                                  socket_options=socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                if self._deadline.passed():
+                    raise                       # reported as the total time running out
                 failures.append(_connect_failure(host, address, port, limit, exc))
                 continue
             return DeadlineStream(stream, self._deadline)
@@ -189,6 +191,8 @@ class GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
                                                        local_address=local_address,
                                                        socket_options=socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                if self._deadline.passed():
+                    raise                       # reported as the total time running out
                 failures.append(_connect_failure(host, address, port, limit, exc))
                 continue
             return AsyncDeadlineStream(stream, self._deadline)

@@ -8,9 +8,10 @@ a time, so each hop's URL is checked and counted.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ssl
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import httpcore
 import httpx
@@ -47,32 +48,27 @@ def fetch(url: str, policy: UrlPolicy, max_bytes: int,
     """GET the URL's body, following at most ``policy.max_redirects`` redirects, each hop checked.
     Refuses early by Content-Length and stops reading as soon as more than ``max_bytes`` arrived.
     ``progress(received, total_or_None)`` is called as bytes arrive. The whole fetch ends within
-    ``policy.total_timeout``. Raises UrlRefused or FetchFailed, the message starting with the URL."""
+    ``policy.total_timeout``. Raises UrlRefused or FetchFailed, the message starting with the URL
+    (and naming the hop, "redirected to ...", when a redirect target failed)."""
     deadline = backend.Deadline(policy.total_timeout)
-    try:
-        request_url = _checked_url(url, policy)
+    with _guarded(_shown(url), deadline):
+        first = _checked_url(url, policy)
         with _client(policy, deadline, policy.total_timeout) as client:
-            request = client.build_request("GET", request_url)
-            for _ in range(policy.max_redirects + 1):
-                response = client.send(request, stream=True)
-                try:
-                    if response.next_request is None:
-                        _check_status(response, redirected=request.url != request_url)
-                        return _read_body(response, max_bytes, progress)
-                    request = response.next_request
-                finally:
-                    response.close()
-                try:
-                    _checked_url(str(request.url), policy)
-                except UrlRefused as exc:
-                    raise UrlRefused(f"redirected to {_shown(request.url)}: {exc}") from None
+            request = client.build_request("GET", first)
+            for hop in range(policy.max_redirects + 1):
+                where = f"redirected to {_shown(request.url)}"
+                with _guarded(where, deadline) if hop else contextlib.nullcontext():
+                    if hop:
+                        _checked_url(str(request.url), policy)
+                    response = client.send(request, stream=True)
+                    try:
+                        if response.next_request is None:
+                            _check_status(response)
+                            return _read_body(response, max_bytes, progress)
+                        request = response.next_request
+                    finally:
+                        response.close()
             raise FetchFailed(f"too many redirects (more than {policy.max_redirects})")
-    except (UrlRefused, FetchFailed) as exc:
-        raise type(exc)(f"{_shown(url)}: {exc}") from None
-    except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
-        raise FetchFailed(f"{_shown(url)}: {_timeout_reason(exc, deadline)}") from None
-    except (httpcore.ProtocolError, httpcore.NetworkError, httpx.HTTPError) as exc:
-        raise FetchFailed(f"{_shown(url)}: {_failure_reason(exc)}") from None
 
 
 def post_json(url: str, body: bytes, policy: UrlPolicy, timeout: float = 10.0,
@@ -81,36 +77,39 @@ def post_json(url: str, body: bytes, policy: UrlPolicy, timeout: float = 10.0,
     returned like any other status. Everything ends within ``timeout`` seconds. Raises UrlRefused
     or FetchFailed, the message starting with the URL."""
     deadline = backend.Deadline(timeout)
-    try:
+    with _guarded(_shown(url), deadline):
         request_url = _checked_url(url, policy)
         with _client(policy, deadline, timeout) as client:
             with client.stream("POST", request_url, content=body,
                                headers=_json_headers(headers)) as response:
                 return response.status_code
-    except (UrlRefused, FetchFailed) as exc:
-        raise type(exc)(f"{_shown(url)}: {exc}") from None
-    except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
-        raise FetchFailed(f"{_shown(url)}: {_timeout_reason(exc, deadline)}") from None
-    except (httpcore.ProtocolError, httpcore.NetworkError, httpx.HTTPError) as exc:
-        raise FetchFailed(f"{_shown(url)}: {_failure_reason(exc)}") from None
 
 
 async def post_json_async(url: str, body: bytes, policy: UrlPolicy, timeout: float = 10.0,
                           headers: Mapping[str, str] | None = None) -> int:
     """``post_json`` for an asyncio delivery loop (many deliveries may run concurrently)."""
     deadline = backend.Deadline(timeout)
-    try:
+    with _guarded(_shown(url), deadline):
         request_url = _checked_url(url, policy)
         async with _async_client(policy, deadline, timeout) as client:
             async with client.stream("POST", request_url, content=body,
                                      headers=_json_headers(headers)) as response:
                 return response.status_code
+
+
+_TRANSPORT_ERRORS = (httpcore.TimeoutException, httpcore.ProtocolError, httpcore.NetworkError,
+                     httpx.HTTPError)
+
+
+@contextlib.contextmanager
+def _guarded(prefix: str, deadline: backend.Deadline) -> Iterator[None]:
+    """Our errors get ``prefix: `` in front; httpcore's and httpx's become FetchFailed."""
+    try:
+        yield
     except (UrlRefused, FetchFailed) as exc:
-        raise type(exc)(f"{_shown(url)}: {exc}") from None
-    except (httpcore.TimeoutException, httpx.TimeoutException) as exc:
-        raise FetchFailed(f"{_shown(url)}: {_timeout_reason(exc, deadline)}") from None
-    except (httpcore.ProtocolError, httpcore.NetworkError, httpx.HTTPError) as exc:
-        raise FetchFailed(f"{_shown(url)}: {_failure_reason(exc)}") from None
+        raise type(exc)(f"{prefix}: {exc}") from None
+    except _TRANSPORT_ERRORS as exc:
+        raise FetchFailed(f"{prefix}: {_transport_reason(exc, deadline)}") from None
 
 
 # ----------------------------------------------------------------------------- URL checks
@@ -140,12 +139,10 @@ def _checked_url(url: str, policy: UrlPolicy) -> httpx.URL:
     return parsed
 
 
-def _check_status(response: httpx.Response, redirected: bool) -> None:
-    if response.is_success:
-        return
-    where = f" from {_shown(response.url)}" if redirected else ""
-    phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
-    raise FetchFailed(f"HTTP {response.status_code}{phrase}{where}")
+def _check_status(response: httpx.Response) -> None:
+    if not response.is_success:
+        phrase = f" {response.reason_phrase}" if response.reason_phrase else ""
+        raise FetchFailed(f"HTTP {response.status_code}{phrase}")
 
 
 def _read_body(response: httpx.Response, max_bytes: int, progress: Progress | None) -> bytes:
@@ -189,22 +186,24 @@ def _shown(url: object) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    """The exception's message, else its cause's (httpcore wraps an OSError, often blank)."""
+    for candidate in (exc, exc.__cause__, exc.__context__):
+        if candidate is not None and str(candidate).strip():
+            return " ".join(str(candidate).split())
+    return type(exc).__name__
 
 
-def _timeout_reason(exc: Exception, deadline: backend.Deadline) -> str:
-    if deadline.passed():
-        return f"took longer than the time limit of {deadline.seconds:g} s"
-    if isinstance(exc, (httpcore.ConnectTimeout, httpx.ConnectTimeout)):
-        return f"the TLS handshake timed out ({_one_line(exc)})"
-    return f"timed out ({_one_line(exc)})"
-
-
-def _failure_reason(exc: Exception) -> str:
+def _transport_reason(exc: Exception, deadline: backend.Deadline) -> str:
+    if isinstance(exc, (httpcore.TimeoutException, httpx.TimeoutException)):
+        if deadline.passed():
+            return f"took longer than the time limit of {deadline.seconds:g} s"
+        if isinstance(exc, (httpcore.ConnectTimeout, httpx.ConnectTimeout)):
+            return f"the TLS handshake timed out ({_one_line(exc)})"
+        return f"timed out ({_one_line(exc)})"
     if isinstance(exc, (httpcore.RemoteProtocolError, httpx.RemoteProtocolError)):
         return f"the server broke the HTTP protocol: {_one_line(exc)}"
     if isinstance(exc, (httpcore.ConnectError, httpx.ConnectError)):
-        return f"could not set up the connection: {_one_line(exc)}"
+        return f"the TLS handshake failed: {_one_line(exc)}"
     if isinstance(exc, (httpcore.NetworkError, httpx.NetworkError)):
         return f"the connection failed: {_one_line(exc)}"
     return _one_line(exc)
