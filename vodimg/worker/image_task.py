@@ -66,12 +66,12 @@ class ImageTaskRunner:
             data = self._input(task, report)
             output = self._process(task, data, report)
         except TaskFailed as failed:
-            self.finish_failed(task.task_id, task.attempt, failed.err_code, str(failed))
+            finished = self.finish_failed(task.task_id, task.attempt, failed.err_code, str(failed))
         except Retry as retry:
-            self._retry(task, str(retry))
+            finished = self._retry(task, str(retry))
         else:
-            self._finish_done(task, *output)
-        if '"object"' in task.source:  # a Base64 input is kept only until its task finishes
+            finished = self._finish_done(task, *output)
+        if finished and '"object"' in task.source:  # a Base64 input is kept until its task finishes
             self.store.delete(input_key(task.task_id))
 
     # -- the steps --------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ class ImageTaskRunner:
         self.store.put(key, image.data)
         return image, extension, container, content_type, key
 
-    def _finish_done(self, task: ClaimedTask, image, extension, container, content_type, key) -> None:
+    def _finish_done(self, task: ClaimedTask, image, extension, container, content_type, key) -> bool:
         now = iso_utc(utc_now())
         shown_input = orjson.loads(task.input)
         output_config = shown_input.get("OutputConfig") or {}
@@ -133,8 +133,10 @@ class ImageTaskRunner:
             insert_media(conn, file)
             insert_event(conn, task.sub_app_id, COMPLETE_EVENT, self._event(task, values))
 
-        if not self.queue.finish(task.task_id, task.attempt, values, insert_output_and_event):
-            logger.warning("task %s: lease %d lost before finishing; the result is dropped", task.task_id, task.attempt)
+        if self.queue.finish(task.task_id, task.attempt, values, insert_output_and_event):
+            return True
+        logger.warning("task %s: lease %d lost before finishing; the result is dropped", task.task_id, task.attempt)
+        return False
 
     def finish_failed(self, task_id: str, attempt: int, err_code: int, message: str,
                       *, expired_only: bool = False) -> bool:
@@ -146,13 +148,15 @@ class ImageTaskRunner:
 
         return self.queue.finish(task_id, attempt, values, insert_event_row, expired_only=expired_only)
 
-    def _retry(self, task: ClaimedTask, reason: str) -> None:
+    def _retry(self, task: ClaimedTask, reason: str) -> bool:
+        """True when this was the last attempt and the task finished with 70000."""
         if task.failures + 1 >= MAX_ATTEMPTS:
-            self.finish_failed(task.task_id, task.attempt, ERR_INTERNAL,
+            return self.finish_failed(task.task_id, task.attempt, ERR_INTERNAL,
                                f"Internal error: {reason}, on each of {MAX_ATTEMPTS} attempts.")
         else:
             logger.warning("task %s attempt %d: %s; trying again", task.task_id, task.attempt, reason)
             self.queue.release(task.task_id, task.attempt, failed=True)
+            return False
 
     def reap(self, expired: ExpiredTask) -> None:
         """An expired lease: its worker died or hangs. Another attempt, or 70000 after the last."""
