@@ -183,3 +183,19 @@ events = sa.Table(
     sa.Index("ix_events_handle", "handle"),
     sa.Index("ix_events_created", "created_ms"),
 )
+
+# Each application's event configuration (ModifyEventConfig / DescribeEventConfig); an application
+# without a row has the defaults: PULL, no URL, no key, every switch OFF.
+event_config = sa.Table(
+    "event_config",
+    metadata,
+    sa.Column("sub_app_id", sa.BigInteger, sa.ForeignKey("applications.sub_app_id"), primary_key=True,
+              autoincrement=False),
+    sa.Column("mode", sa.String(8), nullable=False),  # PULL or PUSH
+    sa.Column("notification_url", sa.Text, nullable=False),
+    sa.Column("sign_key", sa.String(32), nullable=False),
+    sa.Column("upload_media_complete", sa.Boolean, nullable=False),  # UploadMediaCompleteEventSwitch
+    sa.Column("delete_media_complete", sa.Boolean, nullable=False),  # DeleteMediaCompleteEventSwitch
+    sa.Column("persistence_complete", sa.Boolean, nullable=False),  # PersistenceCompleteEventSwitch
+    sa.Column("update_time", sa.String(20), nullable=False),
+)
