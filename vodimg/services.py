@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from vodimg.config import Settings
 from vodimg.domain.accounts import AccountService
 from vodimg.domain.media import MediaService
-from vodimg.domain.tasks import TaskService, TaskSettings
+from vodimg.domain.tasks import PROCESS_IMAGE, TaskService, TaskSettings
 from vodimg.domain.templates import TemplateService
 from vodimg.errors import ApiError
 from vodimg.objectstore import ObjectStore, open_store
@@ -69,8 +69,9 @@ def build_worker(services: Services, processes: int):
     pool = EnginePool(processes, limits)
     runner = ImageTaskRunner(services.store, services.queue, services.media, pool, services.url_policy,
                              limits, settings.public_base)
-    maintenance = Maintenance(services.database, services.store, services.queue, runner,
+    runners = {PROCESS_IMAGE: runner}
+    maintenance = Maintenance(services.database, services.store, services.queue, runners,
                               session_window_ms=int(settings.session_id_days * 86_400_000))
-    worker = Worker(services.queue, runner, slots=processes, poll_seconds=settings.queue_poll_seconds,
+    worker = Worker(services.queue, runners, slots=processes, poll_seconds=settings.queue_poll_seconds,
                     maintenance=maintenance)
     return worker, pool

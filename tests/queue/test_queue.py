@@ -112,8 +112,8 @@ def test_release_gives_a_task_back_without_counting_a_failure(services, app):
 def test_the_reaper_finishes_a_task_with_70000_after_the_last_attempt(services, app):
     runner = ImageTaskRunner(services.store, services.queue, services.media, None, services.url_policy,
                              None, "http://127.0.0.1:9000")
-    maintenance = Maintenance(services.database, services.store, services.queue, runner,
-                              session_window_ms=1000)
+    maintenance = Maintenance(services.database, services.store, services.queue,
+                              {"ProcessImageAsync": runner}, session_window_ms=1000)
     task_id = _submit(services, app)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         task = services.queue.claim("dies", "2026-01-01T00:00:00Z")
@@ -174,7 +174,7 @@ def test_the_sweeper_removes_expired_media_and_its_bytes(services, app):
                      "2026-01-01T00:00:01Z")
     with services.database.write() as conn:
         insert_media(conn, file)
-    maintenance = Maintenance(services.database, services.store, services.queue, None, session_window_ms=1000)
+    maintenance = Maintenance(services.database, services.store, services.queue, {}, session_window_ms=1000)
     assert maintenance.sweep()["media"] == 1
     assert services.store.head("outputs/x.png") is None
     with services.database.read() as conn:

@@ -30,12 +30,12 @@ SWEEP_BATCH = 500
 
 
 class Maintenance:
-    def __init__(self, db: Database, store, queue: TaskQueue, runner, *, session_window_ms: int,
+    def __init__(self, db: Database, store, queue: TaskQueue, runners: dict, *, session_window_ms: int,
                  reap_seconds: float = REAP_SECONDS, sweep_seconds: float = SWEEP_SECONDS):
         self._db = db
         self._store = store
         self._queue = queue
-        self._runner = runner
+        self._runners = runners  # task type -> runner with ``reap(expired)``
         self._session_window_ms = session_window_ms
         self._reap_seconds = reap_seconds
         self._sweep_seconds = sweep_seconds
@@ -54,7 +54,11 @@ class Maintenance:
         expired = self._queue.expired()
         for task in expired:
             logger.warning("task %s: the lease of attempt %d ran out", task.task_id, task.attempt)
-            self._runner.reap(task)
+            runner = self._runners.get(task.task_type)
+            if runner is None:  # a type this process does not run: only requeue it
+                self._queue.requeue(task)
+            else:
+                runner.reap(task)
         return len(expired)
 
     def sweep(self) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """The worker: slots that claim and run tasks, a lease keeper, and the maintenance loop.
 
-- Each slot is a thread that claims a task, runs it (the engine itself runs in a child process of
+- Each slot is a thread that claims a task, runs it with the runner of its type (the engine itself runs in a child process of
   the engine pool, so a slot only waits) and claims the next. An idle slot waits for the queue's
   wake-up (a task submitted in this process) or polls every ``poll_seconds`` (other processes).
 - The lease keeper renews every running task's lease and writes its progress, at most twice a
@@ -37,10 +37,10 @@ class _Running:
 
 
 class Worker:
-    def __init__(self, queue: TaskQueue, runner, *, slots: int, poll_seconds: float = 0.2,
+    def __init__(self, queue: TaskQueue, runners: dict, *, slots: int, poll_seconds: float = 0.2,
                  maintenance: Callable[[], None] | None = None, maintenance_seconds: float = 1.0):
         self.queue = queue
-        self.runner = runner
+        self.runners = runners  # task type -> its runner (``run(task, report)``)
         self.slots = slots
         self.poll_seconds = poll_seconds
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -90,7 +90,7 @@ class Worker:
         seen = 0
         while not self._stopping.is_set():
             try:
-                task = self.queue.claim(self.name, iso_utc(utc_now()))
+                task = self.queue.claim(self.name, iso_utc(utc_now()), tuple(self.runners))
             except Exception:  # noqa: BLE001 - the database may be restarting: wait and retry
                 logger.exception("claiming a task failed; retrying")
                 self._stopping.wait(1.0)
@@ -109,7 +109,7 @@ class Worker:
             running.progress = max(running.progress, progress)
 
         try:
-            self.runner.run(task, report)
+            self.runners[task.task_type].run(task, report)
         except Exception:  # noqa: BLE001 - the lease runs out and the reaper retries it
             logger.exception("task %s attempt %d failed unexpectedly", task.task_id, task.attempt)
         finally:
