@@ -248,6 +248,17 @@ class Database:
                 cursor.close()
 
     @contextmanager
+    def single_write(self) -> Iterator[Any]:
+        """A DB-API cursor for ONE write statement, atomic by itself: on PostgreSQL in autocommit
+        mode (one round trip, no BEGIN/COMMIT); on SQLite as ``transaction()`` (the writer lock)."""
+        if self.is_sqlite:
+            with self.transaction() as cursor:
+                yield cursor
+            return
+        with self.cursor() as cursor:
+            yield cursor
+
+    @contextmanager
     def _dbapi_connection(self) -> Iterator[Any]:
         """SQLite: this thread's own connection, taken out of the pool once (a SQLite connection is
         only a file handle, and a pool round trip costs more than a cached read); PostgreSQL: a
