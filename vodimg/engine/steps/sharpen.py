@@ -1,10 +1,10 @@
 """SharpEnhance: two-band unsharp mask on luminance with compressed edges and a soft halo limit.
 
-Method, on the luma Y (float):
-- detail in two bands, fine (Y - Gaussian(Y, sigma 1)) and medium (Gaussian sigma 1 - sigma 3),
-  each passed through a soft knee d / (1 + |d| / 16 levels): texture (a few levels) gets the full
-  boost, strong edges much less of it, so edges get crisper without a rim;
-- Y + a * (fine + 0.375 * medium), then limited softly to the min and max of Y's 3x3
+Method, on the luma Y:
+- detail from two bands, fine (Y - Gaussian(Y, sigma 1)) plus 0.375 x medium (Gaussian sigma 1
+  - Gaussian sigma 3), passed through a soft knee d / (1 + |d| / 16 levels): texture (a few
+  levels) gets the full boost, strong edges much less of it, so edges get crisper without a rim;
+- Y + a * detail, then limited softly to the min and max of Y's 3x3
   neighbourhood: whatever would leave that range is compressed to at most 2 levels beyond it
   (e / (1 + |e| / 2)). A hard clamp there (the previous method) pinned texture to its local
   extremes at high amounts, giving hair and skin a flat, painted look; the soft limit keeps the
