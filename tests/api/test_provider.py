@@ -3,7 +3,9 @@ domain, SubAppId resolution, response shapes per the spec, the spec's examples e
 
 from __future__ import annotations
 
+import json
 import re
+from importlib import resources
 
 import pytest
 
@@ -11,7 +13,7 @@ from vodimg.api.provider import VodProvider
 from vodimg.domain.accounts import AccountService
 from vodimg.domain.templates import TemplateService
 from vodimg.errors import ApiError
-from vodimg.spec import api_spec
+from vodimg.spec import api_spec, vod_actions
 from vodimg.storage.db import Database, sqlite_url
 from vodimg.validation import validate_structure
 from tests.validation.specdata import FULL_CONFIGURE, TEMPLATE_ACTIONS, example_bodies, full_configure, stringify
@@ -222,8 +224,22 @@ def test_the_spec_examples_end_to_end(provider, account):
 
 
 def test_unimplemented_and_unknown_actions(provider, account):
-    for name in ("ProcessImageAsync", "NoSuchAction"):
-        assert refused(provider, name, account["AppId"], {}).code == "InvalidAction"
+    # A real VOD action that this service does not implement is named as such ...
+    for name in ("DescribeStorageData", "CreateClass"):
+        error = refused(provider, name, account["AppId"], {})
+        assert error.code == "InvalidAction"
+        assert error.message == f"The action {name!r} is a VOD action that this service does not support."
+    # ... a name VOD does not have at all does not exist.
+    for name in ("NoSuchAction", "DescribeInstances", "describestoragedata"):
+        error = refused(provider, name, account["AppId"], {})
+        assert (error.code, error.message) == ("InvalidAction", f"The action {name!r} does not exist.")
+
+
+def test_vod_action_list_is_tccli_api_json():
+    # vodimg/spec/vod-actions.json is generated from the official CLI's spec (scripts/gen_vod_actions.py)
+    api = json.loads(resources.files("tccli").joinpath("services/vod/v20180717/api.json").read_text("utf-8"))
+    assert vod_actions() == frozenset(api["actions"])
+    assert VodProvider.actions <= vod_actions()
 
 
 def test_every_preset_passes_the_validator(provider, account):

@@ -14,7 +14,7 @@ from typing import Callable
 
 from vodimg.domain.accounts import AccountService
 from vodimg.domain.templates import TemplateService
-from vodimg.errors import ApiError
+from vodimg.errors import ApiError, invalid_action
 from vodimg.validation import validate_request
 
 # Defaults the spec documents for DescribeProcessImageAsyncTemplates (默认值：0 / 默认值：10).
@@ -61,7 +61,7 @@ class VodProvider:
         Raises ApiError (InvalidAction for an action not implemented here)."""
         method = _ACTIONS.get(action)
         if method is None:
-            raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+            raise invalid_action(action)
         valid = validate_request(action, params, from_strings=from_strings)
         sub_app_id = self._accounts.resolve_sub_app(app_id, valid.get("SubAppId"))
         return method(self, sub_app_id, valid)

@@ -33,7 +33,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from vodimg.config import Settings
-from vodimg.errors import ApiError
+from vodimg.errors import ApiError, invalid_action
 from vodimg.spec import API_VERSION
 from vodimg.wire import signature
 from vodimg.wire.params import parse_form, unflatten
@@ -279,7 +279,7 @@ class WireProtocol:
         if not action:
             raise ApiError("MissingParameter", f"The request is missing the required parameter {action_name}.")
         if action not in self.actions:
-            raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+            raise invalid_action(action)
         return action
 
     def check_rate(self, app_id: int, action: str) -> None:
