@@ -6,7 +6,7 @@ For each input (a 64x64 PNG re-encode, the latency goal's case; a 640x480 and a 
 re-encode), the median and 90th percentile of the wall time per image, called directly, through a bare
 child and through ``EnginePool(1)``, one call of each in turn in the same run, and the difference
 (the pool's cost: pipes, the child's stderr redirection, the limits' polling), and the same
-through a bare child process on the same pipes (the least any child process costs: under load
+through a bare child process on the same pipe (the least any child process costs: under load
 mostly the scheduler's delay in waking it). Also: how long a
 new child takes until its first image is done, and the recovery after a child is killed.
 Everything is single-threaded; absolute times move with the machine's load, the differences
@@ -72,33 +72,28 @@ def main() -> None:
 
 
 class _BareChild:
-    """The least a child process can cost: the same pipes, no limits, no stderr capture."""
+    """The least a child process can cost: the same pipe, no limits, no stderr capture."""
 
     def __init__(self):
         import multiprocessing
 
-        from vodimg.worker.engine_pool import _enlarge_pipe
-
         context = multiprocessing.get_context("spawn")
-        child_rx, self._tx = context.Pipe(duplex=False)
-        self._rx, child_tx = context.Pipe(duplex=False)
-        for end in (self._tx, self._rx):
-            _enlarge_pipe(end.fileno())
-        self._process = context.Process(target=_bare_child, args=(child_rx, child_tx), daemon=True)
+        self._conn, child_conn = context.Pipe()  # what the pool uses
+        self._process = context.Process(target=_bare_child, args=(child_conn,), daemon=True)
         self._process.start()
 
     def run(self, data: bytes) -> bytes:
-        self._tx.send({})
-        self._tx.send_bytes(data)
-        self._rx.recv()
-        return self._rx.recv_bytes()
+        self._conn.send({})
+        self._conn.send_bytes(data)
+        self._conn.recv()
+        return self._conn.recv_bytes()
 
     def close(self) -> None:
-        self._tx.close()
+        self._conn.close()
         self._process.join(5)
 
 
-def _bare_child(rx, tx) -> None:
+def _bare_child(conn) -> None:
     import cv2
 
     from vodimg.engine import process_image
@@ -106,13 +101,13 @@ def _bare_child(rx, tx) -> None:
     cv2.setNumThreads(1)
     while True:
         try:
-            configure = rx.recv()
-            data = rx.recv_bytes()
+            configure = conn.recv()
+            data = conn.recv_bytes()
         except EOFError:
             return
         result = process_image(data, configure)
-        tx.send(("done", result.format, result.width, result.height))
-        tx.send_bytes(result.data)
+        conn.send(("done", result.format, result.width, result.height))
+        conn.send_bytes(result.data)
 
 
 def _inputs() -> list[tuple[str, bytes, int]]:

@@ -1,7 +1,7 @@
 """The child side of the engine pool (vodimg.worker.engine_pool): one image at a time, forever.
 
 Imports only the standard library at the top, so the single-thread variables are set before
-numpy, OpenCV or onnxruntime are first imported. The protocol on the two pipes, parent to child:
+numpy, OpenCV or onnxruntime are first imported. The protocol on the pipe, parent to child:
 ``configure`` (pickled dict), then the image with ``send_bytes``; child to parent:
 ``("ready",)`` once, then per image any number of ``("progress", fraction)`` and one of
 ``("done", format, width, height, warnings)`` followed by the encoded image (``send_bytes``),
@@ -32,9 +32,8 @@ MAX_WARNINGS = 20
 MAX_WARNING_CHARS = 300
 
 
-def main(rx, conn, limits, stderr_path: str, parent_pid: int) -> None:
-    """Entry point of a child process (multiprocessing target): jobs come on ``rx``, replies go
-    on ``conn``."""
+def main(conn, limits, stderr_path: str, parent_pid: int) -> None:
+    """Entry point of a child process (multiprocessing target)."""
     # Ctrl-C and a service manager's SIGTERM go to the whole process group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -47,8 +46,8 @@ def main(rx, conn, limits, stderr_path: str, parent_pid: int) -> None:
     conn.send(("ready",))
     while True:
         try:
-            configure = rx.recv()
-            data = rx.recv_bytes()
+            configure = conn.recv()
+            data = conn.recv_bytes()
         except (EOFError, OSError):  # the parent closed the pipe or is gone
             return
         _reply(conn, _process(process_image, data, configure, limits, capture, conn))

@@ -20,7 +20,6 @@ of one image in native code (codecs, ncnn, onnxruntime) kills only a child (DESI
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing
 import os
 import signal
@@ -45,7 +44,6 @@ RECYCLE_MEMORY_FRACTION = 0.5  # a child left holding more than this share of th
 MAX_STDERR_FILE_BYTES = 16 * 1024 * 1024  # a child printing more on one image is killed
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MIB = 1024 * 1024
-PIPE_BYTES = MIB  # Linux's default /proc/sys/fs/pipe-max-size
 
 
 class EngineCrashed(EngineError):
@@ -190,26 +188,20 @@ class EnginePool:
 
 
 class _Child:
-    """One child process, its pipes, and the file its stderr goes to while it works."""
+    """One child process, its pipe, and the file its stderr goes to while it works."""
 
     def __init__(self, context, limits: Limits):
         fd, self._stderr_path = tempfile.mkstemp(prefix="vodimg-engine-", suffix=".stderr")
         self._stderr_fd = fd
-        # Two one-way pipes with 1 MiB buffers: an image goes through in one or a few writes
-        # (a socketpair, what Pipe() gives, took 4 ms more per 640x480 JPEG on a loaded machine).
-        child_rx, self._tx = context.Pipe(duplex=False)
-        self._rx, child_tx = context.Pipe(duplex=False)
-        for end in (self._tx, self._rx):
-            _enlarge_pipe(end.fileno())
+        self._conn, child_conn = context.Pipe()
         self._process = context.Process(
             target=_engine_child.main,
-            args=(child_rx, child_tx, limits, self._stderr_path, os.getpid()),
+            args=(child_conn, limits, self._stderr_path, os.getpid()),
             name="vodimg-engine",
             daemon=True,
         )
         self._process.start()
-        child_rx.close()  # so that the child's death reads as end of file here, and ours there
-        child_tx.close()
+        child_conn.close()  # so that the child's death reads as end of file here
         self.pid = self._process.pid
         self._ready = False
         self._in_job = False  # a job was sent and its reply not fully read
@@ -233,8 +225,8 @@ class _Child:
         kill_at = started + limits.max_seconds + KILL_GRACE_SECONDS
         self._in_job = True
         try:
-            self._tx.send(configure)
-            self._tx.send_bytes(data)
+            self._conn.send(configure)
+            self._conn.send_bytes(data)
         except OSError:
             raise self._died() from None
         next_check = started + MEMORY_POLL_SECONDS
@@ -249,8 +241,8 @@ class _Child:
             if now >= next_check:
                 self._check_memory(memory_limit)
                 next_check = now + MEMORY_POLL_SECONDS
-            ready = wait_for_ready([self._rx, self._process.sentinel], min(kill_at, next_check) - now)
-            if self._rx in ready:
+            ready = wait_for_ready([self._conn, self._process.sentinel], min(kill_at, next_check) - now)
+            if self._conn in ready:
                 outcome = self._receive()
                 if outcome is None:
                     continue
@@ -266,13 +258,13 @@ class _Child:
     def _receive(self):
         """The next message: ("progress", fraction), ("done", EngineResult); raises for errors."""
         try:
-            message = self._rx.recv()
+            message = self._conn.recv()
             kind = message[0]
             if kind == "progress":
                 return "progress", message[1]
             if kind == "done":
                 _, fmt, width, height, warnings = message
-                data = self._rx.recv_bytes()
+                data = self._conn.recv_bytes()
                 self._in_job = False
                 return "done", EngineResult(ProcessedImage(data, fmt, width, height, len(data)), warnings)
         except (EOFError, OSError):
@@ -314,9 +306,9 @@ class _Child:
             return None
 
     def _wait_ready(self) -> None:
-        ready = wait_for_ready([self._rx, self._process.sentinel], START_TIMEOUT_SECONDS)
+        ready = wait_for_ready([self._conn, self._process.sentinel], START_TIMEOUT_SECONDS)
         try:
-            if self._rx in ready and self._rx.recv() == ("ready",):
+            if self._conn in ready and self._conn.recv() == ("ready",):
                 self._ready = True
                 return
         except (EOFError, OSError):
@@ -373,19 +365,11 @@ class _Child:
             return
         self._disposed = True
         self._process.join(5.0)
-        self._tx.close()
-        self._rx.close()
+        self._conn.close()
         os.close(self._stderr_fd)
         self._unlink_stderr_file()  # the child removes it once open: unless it never started
         if self._process.exitcode is not None:
             self._process.close()
-
-
-def _enlarge_pipe(fd: int) -> None:
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-    except (AttributeError, OSError):  # not Linux, or over /proc/sys/fs/pipe-max-size: still works
-        pass
 
 
 def _with_warnings(err: EngineError, warnings) -> EngineError:
