@@ -117,6 +117,15 @@ def test_each_engine_error_comes_back_with_its_class_and_message(pool, data, con
     assert isinstance(from_pool.value.warnings, tuple)
 
 
+def test_a_child_runs_one_thread_of_work():
+    """OMP/OpenBLAS variables are set before numpy and OpenCV are imported in the child: its only
+    threads are the main one and the parent watch (numpy alone would add one per extra core)."""
+    with EnginePool(1, LIMITS) as pool:
+        pool.run(small_png(), {})
+        [pid] = pool.child_pids()
+        assert len(os.listdir(f"/proc/{pid}/task")) == 2
+
+
 def test_progress_is_forwarded_rising_within_an_image(pool):
     fractions: list[float] = []
     caller = threading.get_ident()

@@ -21,6 +21,7 @@ of one image in native code (codecs, ncnn, onnxruntime) kills only a child (DESI
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.util  # registers its exit handler now: ours, registered later, runs first
@@ -32,7 +33,7 @@ import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import wait as wait_for_ready
+from multiprocessing.connection import wait as wait_readable
 from typing import Callable
 
 from vodimg.engine import errors as engine_errors
@@ -241,7 +242,7 @@ class _Child:
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
             target=_engine_child.main,
-            args=(child_conn, limits, self._stderr_path, os.getpid()),
+            args=(child_conn, dataclasses.asdict(limits), self._stderr_path, os.getpid()),
             name="vodimg-engine",
             daemon=True,
         )
@@ -293,7 +294,7 @@ class _Child:
             if now >= next_check:
                 self._check_memory(memory_limit)
                 next_check = now + MEMORY_POLL_SECONDS
-            ready = wait_for_ready([self._conn, self._process.sentinel], min(kill_at, next_check) - now)
+            ready = wait_readable([self._conn, self._process.sentinel], min(kill_at, next_check) - now)
             if self._conn in ready:
                 kind, payload = self._receive()
                 if kind == "progress":
@@ -355,7 +356,7 @@ class _Child:
             return None
 
     def _wait_ready(self) -> None:
-        ready = wait_for_ready([self._conn, self._process.sentinel], START_TIMEOUT_SECONDS)
+        ready = wait_readable([self._conn, self._process.sentinel], START_TIMEOUT_SECONDS)
         try:
             if self._conn in ready and self._conn.recv() == ("ready",):
                 self._ready = True
