@@ -11,6 +11,7 @@ numpy, OpenCV or onnxruntime are first imported. The protocol on the pipe, paren
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -40,7 +41,8 @@ def main(conn, limit_values: dict, stderr_path: str, parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     capture = StderrCapture(stderr_path)
-    os.unlink(stderr_path)  # the parent holds it open too; nothing is left behind if we both die
+    with contextlib.suppress(FileNotFoundError):  # the parent holds it open too: nothing is
+        os.unlink(stderr_path)  # left behind if both die
     for name in SINGLE_THREAD_ENV:
         os.environ[name] = "1"
     from vodimg.engine.limits import Limits
