@@ -15,6 +15,13 @@
 |                  | VODIMG_SECRET_ID       | generated on first start|
 |                  | VODIMG_SECRET_KEY      |                         |
 |                  | VODIMG_SUBAPP_ID       | generated               |
+| --public-url     | VODIMG_PUBLIC_URL      | http://HOST:PORT        |
+| --storage-url    | VODIMG_STORAGE_URL     | DATA_DIR/objects        |
+| --engine-processes | VODIMG_ENGINE_PROCESSES | one per core (0: API only) |
+|                  | VODIMG_TASK_LEASE_SECONDS | 60                   |
+|                  | VODIMG_QUEUE_POLL_SECONDS | 0.2                  |
+|                  | VODIMG_DRAIN_SECONDS   | 30                      |
+|                  | VODIMG_SESSION_ID_DAYS | 3                       |
 """
 
 from __future__ import annotations
@@ -51,6 +58,13 @@ class Settings:
     workers: int = 1                    # API processes sharing the listening sockets
     max_body_bytes: int = MAX_BODY_BYTES
     signature_window: int = SIGNATURE_WINDOW_SECONDS
+    public_url: str | None = None       # None: http://host:port
+    storage_url: str | None = None      # None: DATA_DIR/objects
+    engine_processes: int | None = None  # None: one per core; 0: no worker in this process
+    task_lease_seconds: float = 60.0
+    queue_poll_seconds: float = 0.2
+    drain_seconds: float = 30.0
+    session_id_days: float = 3.0
 
     @classmethod
     def from_env_and_args(cls, args: Any = None, env: dict[str, str] | None = None) -> "Settings":
@@ -84,6 +98,13 @@ class Settings:
             rate_limit=pick("rate_limit", "VODIMG_RATE_LIMIT", float, DEFAULT_RATE_LIMIT),
             auth=not getattr(args, "no_auth", False) and _auth_from_env(env),
             workers=pick("workers", "VODIMG_WORKERS", int, 1),
+            public_url=pick("public_url", "VODIMG_PUBLIC_URL", str, None),
+            storage_url=pick("storage_url", "VODIMG_STORAGE_URL", str, None),
+            engine_processes=pick("engine_processes", "VODIMG_ENGINE_PROCESSES", int, None),
+            task_lease_seconds=pick("task_lease_seconds", "VODIMG_TASK_LEASE_SECONDS", float, 60.0),
+            queue_poll_seconds=pick("queue_poll_seconds", "VODIMG_QUEUE_POLL_SECONDS", float, 0.2),
+            drain_seconds=pick("drain_seconds", "VODIMG_DRAIN_SECONDS", float, 30.0),
+            session_id_days=pick("session_id_days", "VODIMG_SESSION_ID_DAYS", float, 3.0),
         )
         settings.check()
         return settings
@@ -102,8 +123,39 @@ class Settings:
             raise ConfigError("--tls-port must differ from --port")
         if not 1 <= self.workers <= 64:
             raise ConfigError("--workers (VODIMG_WORKERS) must be between 1 and 64")
+        if self.engine_processes is not None and not 0 <= self.engine_processes <= 256:
+            raise ConfigError("--engine-processes (VODIMG_ENGINE_PROCESSES) must be between 0 and 256")
+        for name, value in (("VODIMG_TASK_LEASE_SECONDS", self.task_lease_seconds),
+                            ("VODIMG_QUEUE_POLL_SECONDS", self.queue_poll_seconds),
+                            ("VODIMG_SESSION_ID_DAYS", self.session_id_days)):
+            if not value > 0:
+                raise ConfigError(f"{name} must be a positive number")
+        if self.drain_seconds < 0:
+            raise ConfigError("VODIMG_DRAIN_SECONDS must be 0 or more")
+        if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError("--public-url (VODIMG_PUBLIC_URL) must start with http:// or https://")
         if self.rate_limit < 0:
             raise ConfigError("--rate-limit (VODIMG_RATE_LIMIT) must be >= 0 (0 switches it off)")
+
+
+    @property
+    def public_base(self) -> str:
+        """The base of served file URLs (MediaUrl, FileUrl)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host if self.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def storage_location(self) -> str:
+        return self.storage_url or str(self.data_dir / "objects")
+
+    @property
+    def engine_process_count(self) -> int:
+        if self.engine_processes is not None:
+            return self.engine_processes
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _port(raw: str) -> int:

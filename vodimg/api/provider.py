@@ -43,9 +43,10 @@ def action(name: str, *, database: str | None = None):
 class VodProvider:
     actions: frozenset[str] = frozenset()  # set below, from the registry
 
-    def __init__(self, accounts: AccountService, templates: TemplateService):
+    def __init__(self, accounts: AccountService, templates: TemplateService, tasks=None):
         self._accounts = accounts
         self._templates = templates
+        self._tasks = tasks  # vodimg.domain.tasks.TaskService
         # Where the wire runs each call (empty on PostgreSQL: every call on its thread pool):
         # - inline_actions never wait (database reads that never wait): on the event loop;
         # - serial_actions only wait for a database with one writer at a time: on one thread, in
@@ -91,6 +92,21 @@ class VodProvider:
             sub_app_id, params.get("Definitions") or None,
             params.get("Offset", DEFAULT_OFFSET), params.get("Limit", DEFAULT_LIMIT))
         return {"TotalCount": total, "ProcessImageAsyncTemplateSet": items}
+
+    # --- image tasks ---------------------------------------------------------------------------
+
+    # Not a database-only action: a Url's host name is resolved, Base64 bytes are stored.
+    @action("ProcessImageAsync")
+    def _process_image(self, sub_app_id: int, params: dict) -> dict:
+        return {"TaskId": self._tasks.submit_image_task(sub_app_id, params)}
+
+    @action("DescribeTaskDetail", database="read")
+    def _describe_task_detail(self, sub_app_id: int, params: dict) -> dict:
+        return self._tasks.detail(sub_app_id, params["TaskId"])
+
+    @action("DescribeTasks", database="read")
+    def _describe_tasks(self, sub_app_id: int, params: dict) -> dict:
+        return self._tasks.list(sub_app_id, params)
 
 
 VodProvider.actions = frozenset(_ACTIONS)

@@ -53,6 +53,13 @@ def register(subparsers) -> None:
                                                                "signatures (VODIMG_AUTH=off); local use only")
     parser.add_argument("--workers", type=int, help="API processes sharing the port(s) (VODIMG_WORKERS, "
                                                       "default 1); the rate limit applies per process")
+    parser.add_argument("--public-url", help="base of served file URLs, e.g. https://media.example.com "
+                                             "(VODIMG_PUBLIC_URL, default http://HOST:PORT)")
+    parser.add_argument("--storage-url", help="object store: a directory (VODIMG_STORAGE_URL, "
+                                              "default DATA_DIR/objects)")
+    parser.add_argument("--engine-processes", type=int, help="image engine processes of the in-process "
+                                                             "worker (VODIMG_ENGINE_PROCESSES, default one per "
+                                                             "core; 0: API only)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -73,15 +80,21 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"vodimg serve: {error}", file=sys.stderr)
         return 2
-    if settings.workers == 1:
-        try:
+    try:
+        worker = start_worker(settings, database)
+    except (OSError, ValueError) as error:
+        print(f"vodimg serve: {error}", file=sys.stderr)
+        return 2
+    try:
+        if settings.workers == 1:
             _run_loop(serve_all(build_servers(build_app(settings, database), settings, tls_files,
                                               args.log_level), settings))
-        finally:
-            database.dispose()
-        return 0
-    database.dispose()  # each worker process opens its own
-    return supervise(settings, tls_files, args.log_level)
+            return 0
+        return supervise(settings, tls_files, args.log_level)  # each API process opens its own database
+    finally:
+        stop_worker(worker, settings)
+        database.dispose()
+        print("vodimg: stopped", flush=True)
 
 
 def _configure_logging(log_level: str) -> None:
@@ -116,12 +129,45 @@ def _write_private(path: Path, text: str) -> Path:
 def build_app(settings: Settings, database):
     """Services, provider and the ASGI app on an opened database."""
     from vodimg.api.provider import VodProvider
-    from vodimg.domain.accounts import AccountService
-    from vodimg.domain.templates import TemplateService
     from vodimg.wire.app import create_app
+    from vodimg.wire.files import file_routes
 
-    accounts = AccountService(database)
-    return create_app(VodProvider(accounts, TemplateService(database)), accounts, settings)
+    services = _services(settings, database)
+    provider = VodProvider(services.accounts, services.templates, services.tasks)
+    return create_app(provider, services.accounts, settings, routes=file_routes(services.media.get, services.store))
+
+
+def _services(settings: Settings, database):
+    """One set of services per database (the API and the in-process worker share its wake-ups)."""
+    from vodimg.services import build_services
+
+    services = getattr(database, "vodimg_services", None)
+    if services is None:
+        services = database.vodimg_services = build_services(settings, database)
+    return services
+
+
+def start_worker(settings: Settings, database):
+    """The in-process worker (None with --engine-processes 0), started."""
+    processes = settings.engine_process_count
+    if processes == 0:
+        return None
+    from vodimg.services import build_worker
+
+    worker, pool = build_worker(_services(settings, database), processes)
+    worker.start()
+    print(f"vodimg: worker with {processes} engine processes", flush=True)
+    return worker, pool
+
+
+def stop_worker(started, settings: Settings) -> None:
+    if started is None:
+        return
+    worker, pool = started
+    if worker.busy:
+        print(f"vodimg: finishing {worker.busy} running tasks (at most {settings.drain_seconds:g} s)", flush=True)
+    worker.stop(settings.drain_seconds)
+    pool.close()
 
 
 def tls_files_for(settings: Settings) -> tuple[Path, Path] | None:
@@ -176,6 +222,8 @@ async def serve_all(servers: list, settings: Settings, announce: bool = True) ->
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
+        if not any(server.should_exit for server in servers):
+            print("vodimg: shutting down", flush=True)
         for server in servers:
             server.force_exit = server.should_exit
             server.should_exit = True

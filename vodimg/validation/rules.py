@@ -136,6 +136,7 @@ RULES: dict[str, tuple[str | None, Rule]] = {
     "DescribeProcessImageAsyncTemplatesRequest.Definitions": (None, MaxItems(100)),
     "DescribeProcessImageAsyncTemplatesRequest.Limit": (None, Between(1, 100)),
     "DescribeTasksRequest.Limit": (None, Between(1, 100)),
+    "DescribeTasksRequest.Status": (None, OneOf(("WAITING", "PROCESSING", "FINISH"))),
     # SubAppId 0 names no application (ours: the spec only says it is the application's ID).
     "*.SubAppId": (None, Between(1, None)),
     # Encoding
