@@ -89,6 +89,7 @@ class PushDelivery:
         self._signal = signal
         self._lease_ms = int(settings.timeout_seconds * 1000) + LEASE_MARGIN_MS
         self._stopping = threading.Event()
+        self._grace = 0.0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -106,6 +107,7 @@ class PushDelivery:
 
     def stop(self, grace: float) -> None:
         """Stop claiming; posts in flight get ``grace`` seconds (their leases run out otherwise)."""
+        self._grace = grace
         self._stopping.set()
         if self._loop is not None:
             try:
@@ -152,8 +154,11 @@ class PushDelivery:
             if free > 0 and len(claimed) == free:
                 continue  # there may be more due
             await self._idle(seen)
-        if in_flight:
-            await asyncio.wait(in_flight, timeout=self.settings.timeout_seconds)
+        if in_flight:  # posts in flight may finish within the grace; the others' leases run out
+            _done, unfinished = await asyncio.wait(in_flight, timeout=self._grace)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
 
     async def _idle(self, seen: int) -> None:
         """Until an event is committed here, a post ends, or the poll interval passes."""
@@ -162,6 +167,7 @@ class PushDelivery:
         await asyncio.wait((signal, woken), return_when=asyncio.FIRST_COMPLETED)
         for pending in (signal, woken):
             pending.cancel()
+        await asyncio.gather(signal, woken, return_exceptions=True)
 
     async def _deliver(self, delivery: _Delivery) -> None:
         body = signed_body(delivery.content, delivery.sign_key, time.time())
