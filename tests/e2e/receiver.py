@@ -55,7 +55,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer((self.host, self.port), Handler)
+        self.server = _Server((self.host, self.port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -72,6 +72,10 @@ class Receiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 256  # many concurrent posts: no refused connections from a full backlog
 
 
 def sign_is_valid(body: dict, sign_key: str) -> bool:
