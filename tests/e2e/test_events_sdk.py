@@ -361,3 +361,46 @@ def test_push_to_a_receiver_that_is_down_arrives_once_it_is_back(tenant, event_s
         until(lambda: stored_events(event_server, tenant.sub_app_id) == 0)
     finally:
         back.stop()
+
+
+def test_the_readme_receiver_checks_the_signature_of_real_callbacks(tenant, event_server):
+    import re
+    import subprocess
+    import sys
+
+    from tests.e2e.server import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    code = re.search(r"<!-- receiver -->\n```python\n(.*?)```", readme, re.S).group(1)
+    assert len(code.strip().splitlines()) <= 13  # ten lines of logic, and the imports
+    with socket_port_on("127.0.0.2") as port:
+        pass
+    code = code.replace('("127.0.0.1", 8000)', f'("127.0.0.2", {port})')
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        time.sleep(0.5)
+        tenant.call("ModifyEventConfig", {"SubAppId": tenant.sub_app_id, "Mode": "PUSH", "SignKey": "MySignKey123",
+                                          "NotificationUrl": f"http://127.0.0.2:{port}/events"})
+        raise_events(event_server, tenant.sub_app_id, ["from-the-readme"])
+        assert process.stdout.readline().split() == [COMPLETE, "from-the-readme", "True"]
+        until(lambda: stored_events(event_server, tenant.sub_app_id) == 0)
+        tenant.call("ModifyEventConfig", {"SubAppId": tenant.sub_app_id, "SignKey": "NotTheReceiversKey"})
+        raise_events(event_server, tenant.sub_app_id, ["forged"])
+        assert process.stdout.readline().split() == [COMPLETE, "forged", "False"]  # answered 403: kept
+        assert stored_events(event_server, tenant.sub_app_id) == 1
+    finally:
+        process.kill()
+        process.wait()
+
+
+def socket_port_on(host: str):
+    import contextlib
+    import socket
+
+    @contextlib.contextmanager
+    def reserved():
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            yield sock.getsockname()[1]
+
+    return reserved()

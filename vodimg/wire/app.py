@@ -10,8 +10,11 @@ everything up to ``provider.call`` runs on the event loop, and so do the provide
 ``inline_actions`` (read-only actions on such a database); its ``serial_actions`` (writes to a
 database with one writer at a time) run on one writer thread, in turn; any other call (and
 everything on PostgreSQL) runs on a thread pool. So the loop never waits for a lock or a network
-round trip; a long poll (PullEvents with nothing ready) waits on the loop itself (``WaitThenRetry``); a thread hop costs more than the whole of a cached read. Every answer is HTTP 200 with ``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error``
-only under that exact type) and a fresh uuid4 RequestId.
+round trip; a thread hop costs more than the whole of a cached read. A long poll (PullEvents with
+nothing ready) answers ``WaitThenRetry`` (vodimg/waiting.py): the loop awaits it, holding no thread
+and no database connection, then retries the call where it ran. Every answer is HTTP 200 with
+``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error`` only under
+that exact type) and a fresh uuid4 RequestId.
 
 The rate limit is a token bucket kept in this process: with several API processes, each allows
 ``rate_limit`` requests per second per (account, action).
