@@ -151,9 +151,12 @@ class EventService:
         return WaitThenRetry(wait, lambda: self._pull(sub_app_id, deadline, look_first=not holder["woken"]))
 
     def _any_ready(self, sub_app_id: int) -> bool:
+        """Whether a lease would find something: a ready event, and the application in PULL mode."""
+        pushing = sa.exists().where(event_config.c.sub_app_id == sub_app_id, event_config.c.mode == PUSH)
         with self._db.read() as conn:
             return conn.execute(sa.select(events.c.seq).where(
-                events.c.sub_app_id == sub_app_id, events.c.ready_at_ms <= now_ms()).limit(1)).first() is not None
+                events.c.sub_app_id == sub_app_id, events.c.ready_at_ms <= now_ms(), ~pushing)
+                .limit(1)).first() is not None
 
     def _lease(self, sub_app_id: int) -> list[dict]:
         now = now_ms()
