@@ -217,6 +217,35 @@ def test_a_pull_with_nothing_ready_waits_the_full_wait_then_answers_an_empty_set
     assert WAIT_SECONDS - 0.2 <= waited < WAIT_SECONDS + 2.0, waited
 
 
+def test_waiting_pulls_hold_no_thread_of_the_server(event_server, tenant):
+    """40 long polls at once, more than the server's 32 pool threads and its one writer thread
+    (where PullEvents runs on SQLite): all wait together, and other calls are answered meanwhile."""
+    from vodimg.wire.app import PROVIDER_THREADS
+
+    waiters = [event_server.new_tenant() for _ in range(PROVIDER_THREADS + 8)]
+    waited: list[float] = []
+
+    def waiting_pull(who):
+        started_at = time.monotonic()
+        assert pull(who) == []
+        waited.append(time.monotonic() - started_at)
+
+    threads = [threading.Thread(target=waiting_pull, args=(who,)) for who in waiters]
+    started_at = time.monotonic()
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    answered_at = time.monotonic()
+    create_template(tenant, JPEG_OUT)  # a write, on the same writer thread as PullEvents on SQLite
+    raise_events(event_server, tenant.sub_app_id, ["meanwhile"])
+    assert task_ids(pull(tenant)) == ["meanwhile"]
+    assert time.monotonic() - answered_at < 2.0
+    for thread in threads:
+        thread.join(30)
+    assert len(waited) == len(waiters) and all(WAIT_SECONDS - 0.2 <= w < WAIT_SECONDS + 3.0 for w in waited), waited
+    assert time.monotonic() - started_at < 2 * WAIT_SECONDS
+
+
 def test_events_of_another_process_reach_a_waiting_pull_by_polling(tenant, event_server):
     answer = {}
     puller = threading.Thread(target=lambda: answer.setdefault("events", pull(tenant)))
