@@ -43,10 +43,11 @@ def action(name: str, *, database: str | None = None):
 class VodProvider:
     actions: frozenset[str] = frozenset()  # set below, from the registry
 
-    def __init__(self, accounts: AccountService, templates: TemplateService, tasks=None):
+    def __init__(self, accounts: AccountService, templates: TemplateService, tasks=None, events=None):
         self._accounts = accounts
         self._templates = templates
         self._tasks = tasks  # vodimg.domain.tasks.TaskService
+        self._events = events  # vodimg.events.service.EventService
         # Where the wire runs each call (empty on PostgreSQL: every call on its thread pool):
         # - inline_actions never wait (database reads that never wait): on the event loop;
         # - serial_actions only wait for a database with one writer at a time: on one thread, in
@@ -107,6 +108,29 @@ class VodProvider:
     @action("DescribeTasks", database="read")
     def _describe_tasks(self, sub_app_id: int, params: dict) -> dict:
         return self._tasks.list(sub_app_id, params)
+
+    # --- events ----------------------------------------------------------------------------------
+
+    @action("DescribeEventConfig", database="read")
+    def _describe_event_config(self, sub_app_id: int, params: dict) -> dict:
+        return self._events.describe_config(sub_app_id)
+
+    # Not a database-only action: the NotificationUrl's host name is resolved (the URL guard).
+    @action("ModifyEventConfig")
+    def _modify_event_config(self, sub_app_id: int, params: dict) -> dict:
+        self._events.modify_config(sub_app_id, params)
+        return {}
+
+    # Answers the events, or WaitThenRetry (vodimg/waiting.py) while none is ready: the long poll
+    # waits on the wire's event loop, not on a thread.
+    @action("PullEvents", database="write")
+    def _pull_events(self, sub_app_id: int, params: dict):
+        return self._events.pull(sub_app_id)
+
+    @action("ConfirmEvents", database="write")
+    def _confirm_events(self, sub_app_id: int, params: dict) -> dict:
+        self._events.confirm(sub_app_id, params["EventHandles"])
+        return {}
 
 
 VodProvider.actions = frozenset(_ACTIONS)

@@ -133,7 +133,7 @@ def build_app(settings: Settings, database):
     from vodimg.wire.files import file_routes
 
     services = _services(settings, database)
-    provider = VodProvider(services.accounts, services.templates, services.tasks)
+    provider = VodProvider(services.accounts, services.templates, services.tasks, services.events)
     return create_app(provider, services.accounts, settings, routes=file_routes(services.media.get, services.store))
 
 
