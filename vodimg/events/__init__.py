@@ -14,13 +14,14 @@ import sqlalchemy as sa
 
 from vodimg.events.signal import EventSignal
 from vodimg.queue import now_ms
-from vodimg.storage.db import after_commit
+from vodimg.storage.db import Database, after_commit
+from vodimg.storage.notify import EVENTS_CHANNEL
 from vodimg.storage.schema import event_config, events
 
 # Unconfirmed or undelivered events are kept this long (VOD: 4 days), then the sweeper removes them.
 EVENT_RETENTION_MS = 4 * 86_400_000
 
-# This process's wake-ups for event readers (events written here; other processes poll).
+# This process's wake-ups for event readers (events written here, and on PostgreSQL by any process).
 SIGNAL = EventSignal()
 
 # The event-configuration switches, by their API names.
@@ -38,7 +39,27 @@ def insert_event(conn: sa.Connection, sub_app_id: int, event_type: str, content:
     conn.execute(events.insert().values(
         sub_app_id=sub_app_id, event_type=event_type, content=orjson.dumps(content).decode(),
         created_ms=moment, ready_at_ms=moment, handle=None, attempts=0))
+    if conn.dialect.name == "postgresql":  # delivered to every listener when this transaction commits
+        conn.execute(sa.select(sa.func.pg_notify(EVENTS_CHANNEL, str(sub_app_id))))
     after_commit(conn, functools.partial(SIGNAL.notify, sub_app_id))
+
+
+def listen_for_events(db: Database, signal: EventSignal | None = None) -> None:
+    """Wake ``signal``'s (default ``SIGNAL``) waiters for events committed by other processes
+    (PostgreSQL LISTEN/NOTIFY; nothing on SQLite). Once per database and signal."""
+    signal = SIGNAL if signal is None else signal
+    subscribed = db.__dict__.setdefault("vodimg_event_listeners", set())
+    if id(signal) in subscribed:
+        return
+    subscribed.add(id(signal))
+
+    def woken(payload: str | None) -> None:
+        if payload:
+            signal.notify(int(payload))
+        else:
+            signal.notify_all()
+
+    db.listen(EVENTS_CHANNEL, woken)
 
 
 def switch_on(conn: sa.Connection, sub_app_id: int, switch: str) -> bool:

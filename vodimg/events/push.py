@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import orjson
 import sqlalchemy as sa
 
-from vodimg.events import SIGNAL
+from vodimg.events import SIGNAL, listen_for_events
 from vodimg.events.service import PUSH, event_content
 from vodimg.events.signal import ANY_APPLICATION, EventSignal
 from vodimg.netguard import FetchFailed, UrlPolicy, UrlRefused, post_json_async
@@ -87,6 +87,7 @@ class PushDelivery:
         self._url_policy = url_policy
         self.settings = settings
         self._signal = signal
+        listen_for_events(db, signal)
         self._lease_ms = int(settings.timeout_seconds * 1000) + LEASE_MARGIN_MS
         self._stopping = threading.Event()
         self._grace = 0.0

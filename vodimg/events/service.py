@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from vodimg.domain.clock import iso_utc, utc_now
 from vodimg.errors import ApiError
-from vodimg.events import SIGNAL, SWITCH_COLUMNS
+from vodimg.events import SIGNAL, SWITCH_COLUMNS, listen_for_events
 from vodimg.events.signal import EventSignal
 from vodimg.netguard import UrlPolicy, UrlRefused, check_url
 from vodimg.queue import now_ms
@@ -83,6 +83,7 @@ class EventService:
         self._url_policy = url_policy
         self.settings = settings
         self._signal = signal
+        listen_for_events(db, signal)
 
     # -- configuration ----------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 application (``insert_event`` arranges it). Waiters are asyncio futures (a PullEvents request
 parked on the API's event loop, the PUSH delivery loop), woken with ``call_soon_threadsafe``
 from whichever thread committed. No thread waits. Events written by other processes are not
-seen here: waiters also time out and look in the database (polling until LISTEN/NOTIFY).
+heard from PostgreSQL's NOTIFY (``listen_for_events`` in ``vodimg/events/__init__.py``); waiters
+also time out and look in the database (a missed notification, SQLite).
 
 A waiter first reads ``generation(...)``, then looks in the database, then ``wait``s with what
 it read: an event committed in between bumps the generation and the wait returns at once, so no
@@ -37,6 +38,19 @@ class EventSignal:
             self._generations[sub_app_id] += 1
             self._generations[ANY_APPLICATION] += 1
             woken = self._waiters.pop(sub_app_id, set()) | self._waiters.pop(ANY_APPLICATION, set())
+        for future in woken:
+            try:
+                future.get_loop().call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+
+    def notify_all(self) -> None:
+        """Something may have been missed (the listener reconnected): every waiter looks again."""
+        with self._lock:
+            for key in list(self._generations):
+                self._generations[key] += 1
+            woken = set().union(*self._waiters.values())
+            self._waiters.clear()
         for future in woken:
             try:
                 future.get_loop().call_soon_threadsafe(_resolve, future)

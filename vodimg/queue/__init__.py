@@ -11,12 +11,15 @@
 - ``expired``/``requeue``/``release``: the reaper returns tasks whose worker died; a draining
   worker gives its tasks back without counting a failure.
 
-Wake-up: ``notify`` wakes this process's waiting workers at once (a task submitted here); other
-processes poll (``wait``'s timeout).
+Wake-up: ``notify`` (after the commit that made a task WAITING) wakes this process's waiting
+workers at once and, on PostgreSQL, those of every other process (NOTIFY on ``vodimg_tasks``,
+heard by the listener ``wait`` subscribes; ``vodimg/storage/notify.py``). A missed notification
+costs at most ``wait``'s timeout: waiters also poll. SQLite: other processes poll.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +28,10 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from vodimg.storage.db import Database
+from vodimg.storage.notify import TASKS_CHANNEL
 from vodimg.storage.schema import tasks
+
+logger = logging.getLogger("vodimg.queue")
 
 WAITING, PROCESSING, FINISH = "WAITING", "PROCESSING", "FINISH"
 
@@ -104,17 +110,36 @@ class TaskQueue:
         self._signals = 0
         self._claims: dict = {}  # task types -> compiled claim statement
         self._renew = db.compile(_RENEW)
+        self._listening = False
+        self._announce = None if db.is_sqlite else db.compile(
+            sa.select(sa.func.pg_notify(sa.literal(TASKS_CHANNEL), sa.literal(""))))
 
     # -- wake-up ------------------------------------------------------------------------------
 
     def notify(self) -> None:
-        """New work in this process: wake waiting workers now."""
+        """A task became WAITING (call after the commit): wake waiting workers here and, on
+        PostgreSQL, in every process."""
+        self.wake_local()
+        if self._announce is None:
+            return
+        try:
+            with self._db.single_write() as cursor:
+                self._announce.run(cursor)
+        except Exception:  # noqa: BLE001 - the task is committed; other workers' polls find it
+            logger.warning("NOTIFY of a new task failed; other processes find it by polling", exc_info=True)
+
+    def wake_local(self) -> None:
+        """Wake this process's waiting workers (a notification, or a draining worker's own slots)."""
         with self._work:
             self._signals += 1
             self._work.notify_all()
 
     def wait(self, seen: int, timeout: float) -> int:
-        """Wait until ``notify`` is called after ``seen`` (a value this returned), or ``timeout``."""
+        """Wait until ``notify`` is called after ``seen`` (a value this returned), in any process
+        on PostgreSQL, or ``timeout``."""
+        if not self._listening:
+            self._listening = True
+            self._db.listen(TASKS_CHANNEL, lambda _payload: self.wake_local())
         with self._work:
             if self._signals == seen:
                 self._work.wait(timeout)
@@ -165,7 +190,10 @@ class TaskQueue:
         if failed:
             values["failures"] = tasks.c.failures + 1
         with self._db.write() as conn:
-            return conn.execute(tasks.update().where(_held(task_id, attempt)).values(**values)).rowcount == 1
+            released = conn.execute(tasks.update().where(_held(task_id, attempt)).values(**values)).rowcount == 1
+        if released:
+            self.notify()
+        return released
 
     # -- the reaper ---------------------------------------------------------------------------
 
@@ -182,8 +210,11 @@ class TaskQueue:
         """Return an expired task to WAITING, counting a failure, unless its lease was renewed."""
         statement = tasks.update().where(_held(task.task_id, task.attempt), tasks.c.lease_until_ms < now_ms())
         with self._db.write() as conn:
-            return conn.execute(statement.values(
+            requeued = conn.execute(statement.values(
                 status=WAITING, lease_until_ms=None, worker=None, failures=tasks.c.failures + 1)).rowcount == 1
+        if requeued:
+            self.notify()
+        return requeued
 
     def counts(self) -> dict[str, int]:
         with self._db.read() as conn:

@@ -183,6 +183,8 @@ class Database:
                 parsed, pool_size=10, max_overflow=30, skip_autocommit_rollback=True
             )
             self._reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._listener = None
+        self._listener_lock = threading.Lock()
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -285,8 +287,34 @@ class Database:
         fairy = self.engine.raw_connection()
         try:
             yield fairy.driver_connection
+        except BaseException as error:
+            if fairy.driver_connection.broken:  # PostgreSQL restarted or the network cut
+                # the other pooled connections are most likely lost too: the pool replaces each
+                # at its next checkout, as SQLAlchemy does for its own connections
+                self.engine.pool._invalidate(fairy, error)  # noqa: SLF001 - no public spelling
+            raise
         finally:
             fairy.close()
+
+    def listen(self, channel: str, callback) -> None:
+        """PostgreSQL: call ``callback(payload)`` on every NOTIFY on ``channel`` from any process
+        (``None`` after the listener reconnected: something may have been missed). SQLite: nothing
+        (waiters poll). See ``vodimg/storage/notify.py``."""
+        if self.is_sqlite:
+            return
+        with self._listener_lock:
+            if self._listener is None:
+                from vodimg.storage.notify import PgListener
+
+                self._listener = PgListener(self._listen_connection)
+        self._listener.subscribe(channel, callback)
+
+    def _listen_connection(self):
+        """A new psycopg connection with this engine's settings, outside the pool."""
+        fairy = self.engine.raw_connection()
+        connection = fairy.driver_connection
+        fairy.detach()
+        return connection
 
     def lock(self, conn: sa.Connection, name: str) -> None:
         """Serialise transactions that take the same named lock, until ``conn``'s transaction ends.
@@ -311,7 +339,10 @@ class Database:
             command.upgrade(config, "head")
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the LISTEN one)."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         self.engine.dispose()
         if self.is_sqlite:
             self._writer_lock.close()

@@ -80,7 +80,7 @@ class Worker:
     def stop(self, grace: float) -> None:
         """Drain: no new claims; running tasks get ``grace`` seconds, the rest go back WAITING."""
         self._stopping.set()
-        self.queue.notify()
+        self.queue.wake_local()
         deadline = time.monotonic() + grace
         while self.busy and time.monotonic() < deadline:
             time.sleep(0.05)
