@@ -66,3 +66,23 @@ def postgres_url(postgres_server_url: str):
     """A fresh, empty schema for one test (see ``fresh_postgres_schema``)."""
     with fresh_postgres_schema(postgres_server_url) as url:
         yield url
+
+
+# -- S3 servers (tests/objectstore/servers.py): started once per session, on first use ----------
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory):
+    from tests.objectstore.servers import start_moto
+
+    server, stop = start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    stop()
+
+
+@pytest.fixture(scope="session")
+def swift_s3(tmp_path_factory):
+    from tests.objectstore.servers import start_swift
+
+    server, stop = start_swift(tmp_path_factory.mktemp("swift"))
+    yield server
+    stop()
