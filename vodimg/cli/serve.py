@@ -109,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
 def _configure_logging(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level != "debug":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        for name in ("alembic", "botocore", "boto3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def prepare_database(settings: Settings):
