@@ -3,6 +3,9 @@
 PostgreSQL: tests marked ``postgres`` use ``VODIMG_TEST_POSTGRES_URL`` (default: the local server
 at 127.0.0.1:5432, database ``test``). Without a reachable server they skip with the reason,
 except under CI (``CI=true``), where an unreachable PostgreSQL is a failure.
+
+S3: ``moto_s3`` and ``swift_s3`` start moto's server and Swift's s3api on loopback for the session
+(tests/objectstore/servers.py); the same rule: skip with the reason, fail under CI.
 """
 
 from __future__ import annotations
