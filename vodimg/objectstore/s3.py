@@ -23,6 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from functools import partial
 from urllib.parse import urlsplit
 
 import boto3
@@ -101,22 +102,29 @@ class S3ObjectStore:
         return self._put_multipart(name, first, chunks)
 
     def _put_single(self, name: str, body: bytes) -> bool:
+        return self._write_once(name, "conditional_put", partial(
+            self.client.put_object, Bucket=self.bucket, Key=name, Body=body))
+
+    def _write_once(self, name: str, flag: str, send) -> bool:
+        """``send(**condition)`` writes ``name``; True when this call created it. ``flag`` names the
+        attribute that says whether the server honours If-None-Match on this kind of write.
+        (A retried request whose first try did create the key answers 412: False, harmlessly.)"""
         for attempt in range(CONFLICT_RETRIES):
-            if not self.conditional_put:
+            if not getattr(self, flag):
                 if self._exists(name):
                     return False
-                self._call("put", name, self.client.put_object, Bucket=self.bucket, Key=name, Body=body)
+                self._call("put", name, send)
                 return True
             try:
-                self.client.put_object(Bucket=self.bucket, Key=name, Body=body, IfNoneMatch="*")
+                send(IfNoneMatch="*")
                 return True
             except ClientError as error:
                 status = _status(error)
                 if status == 412:
                     return False
                 if status == 501:
-                    self._no_conditional_put(error)
-                elif status == 409:
+                    self._unconditional(flag, f"it answers 501 {_code(error)}")
+                elif status == 409:  # ConditionalRequestConflict: another write of the key in flight
                     time.sleep(0.05 * (attempt + 1))
                 else:
                     raise self._wrap(error, "put", name) from None
@@ -124,6 +132,12 @@ class S3ObjectStore:
                 raise self._wrap(error, "put", name) from None
         raise ObjectStoreError(f"S3 put of {name!r} in {self.where}: the server kept answering 409 "
                                "ConditionalRequestConflict")
+
+    def _unconditional(self, flag: str, why: str) -> None:
+        setattr(self, flag, False)
+        write = "PUT" if flag == "conditional_put" else "multipart completion"
+        logger.warning("%s: the server does not honour If-None-Match on %s (%s); using head-then-write, "
+                       "which two writers of one new key can race", self.where, write, why)
 
     def _put_multipart(self, name: str, first: bytearray, rest: Iterator[bytes]) -> bool:
         if self._exists(name):  # do not upload a large body only to be refused
@@ -148,43 +162,16 @@ class S3ObjectStore:
         return created
 
     def _complete(self, name: str, upload_id: str, parts: list[dict]) -> bool:
-        request = dict(Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": parts})
-        for attempt in range(CONFLICT_RETRIES):
-            if not self.conditional_complete:
-                if self._exists(name):
-                    return False
-                self._call("put", name, self.client.complete_multipart_upload, **request)
-                return True
-            try:
-                self.client.complete_multipart_upload(**request, IfNoneMatch="*")
-                return True
-            except ClientError as error:
-                status = _status(error)
-                if status == 412:
-                    return False
-                if status == 501:
-                    self.conditional_complete = False
-                    logger.warning("%s: the server does not support If-None-Match on multipart "
-                                   "completion; using head-then-complete", self.where)
-                elif status == 409:
-                    time.sleep(0.05 * (attempt + 1))
-                else:
-                    raise self._wrap(error, "put", name) from None
-            except BotoCoreError as error:
-                raise self._wrap(error, "put", name) from None
-        raise ObjectStoreError(f"S3 put of {name!r} in {self.where}: the server kept answering 409 "
-                               "ConditionalRequestConflict")
+        return self._write_once(name, "conditional_complete", partial(
+            self.client.complete_multipart_upload, Bucket=self.bucket, Key=name, UploadId=upload_id,
+            MultipartUpload={"Parts": parts}))
 
-    def _abort(self, name: str, upload_id: str) -> None:
+    def _abort(self, name: str, upload_id: str, quiet: bool = False) -> None:
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
         except (ClientError, BotoCoreError) as error:  # the sweeper aborts it later
-            logger.warning("%s: could not abort the multipart upload of %s: %s", self.where, name, error)
-
-    def _no_conditional_put(self, error: ClientError) -> None:
-        self.conditional_put = False
-        logger.warning("%s: the server does not support If-None-Match on PUT (%s); using head-then-put, "
-                       "which two writers of one new key can race", self.where, _code(error))
+            if not quiet:
+                logger.warning("%s: could not abort the multipart upload of %s: %s", self.where, name, error)
 
     def delete(self, key: str) -> None:
         name = self._name(key)
@@ -290,9 +277,7 @@ class S3ObjectStore:
                 raise ObjectStoreError(f"{self.where}: the start-up probe read back other bytes than it wrote")
             self._call("list", name, self.client.list_objects_v2, Bucket=self.bucket, Prefix=name, MaxKeys=1)
             if self._put_single(name, b"2"):
-                self.conditional_put = False
-                logger.warning("%s: the server ignores If-None-Match on PUT; using head-then-put, which "
-                               "two writers of one new key can race", self.where)
+                self._unconditional("conditional_put", "it ignores it")
             self._check_conditional_complete(name)
         finally:
             self.delete(probe)
@@ -306,18 +291,10 @@ class S3ObjectStore:
         try:
             etag = self._call("put", name, self.client.upload_part, Bucket=self.bucket, Key=name,
                               UploadId=upload_id, PartNumber=1, Body=b"3")["ETag"]
-            if self._complete(name, upload_id, [{"PartNumber": 1, "ETag": etag}]) and self.conditional_complete:
-                self.conditional_complete = False
-                logger.warning("%s: the server ignores If-None-Match on multipart completion; using "
-                               "head-then-complete", self.where)
+            if self._complete(name, upload_id, [{"PartNumber": 1, "ETag": etag}]):
+                self._unconditional("conditional_complete", "it ignores it")
         finally:
-            self._abort_quietly(name, upload_id)
-
-    def _abort_quietly(self, name: str, upload_id: str) -> None:
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
-        except (ClientError, BotoCoreError):
-            pass  # already completed or gone
+            self._abort(name, upload_id, quiet=True)  # refused as it should be, or completed
 
     # -- errors ------------------------------------------------------------------------------------
 
