@@ -173,3 +173,66 @@ def start_swift(work_dir: Path):
     fields = dict(item.split("=", 1) for item in done.stdout.split())
     return S3Server("swift", fields["endpoint"], fields["access"], fields["secret"], checks_signatures=True,
                     region=fields["region"]), stop
+
+
+class RefusingConditionsProxy:
+    """An HTTP proxy on loopback in front of an S3 server that answers 501 NotImplemented to every
+    write carrying ``If-None-Match``, as servers without conditional writes do (for moto, which
+    does not check signatures, so the proxy's forwarding breaks nothing)."""
+
+    NOT_IMPLEMENTED = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code>'
+                       b"<Message>A header you provided implies functionality that is not implemented"
+                       b"</Message></Error>")
+
+    def __init__(self, upstream: str):
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+
+        target = urlsplit(upstream)
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.command in ("PUT", "POST") and "If-None-Match" in self.headers:
+                    proxy.refused += 1
+                    self._answer(501, {"Content-Type": "application/xml"}, proxy.NOT_IMPLEMENTED)
+                    return
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                try:
+                    connection.request(self.command, self.path, body, dict(self.headers))
+                    answer = connection.getresponse()
+                    data = answer.read()
+                    headers = {k: v for k, v in answer.getheaders() if k.lower() not in ("transfer-encoding", "connection")}
+                    self._answer(answer.status, headers, data)
+                finally:
+                    connection.close()
+
+            def _answer(self, status: int, headers: dict, data: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers.items():
+                    if name.lower() != "content-length":
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
+
+        self.refused = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

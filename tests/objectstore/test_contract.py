@@ -309,3 +309,23 @@ def test_stale_multipart_uploads_are_aborted(request, s3):
     assert s3.remove_stale_temporaries(older_than_seconds=-60) == 1
     assert uploads() == []
 
+
+
+def test_a_server_that_answers_501_to_if_none_match_gets_head_then_put(request, monkeypatch, moto_s3):
+    from tests.objectstore.servers import RefusingConditionsProxy
+
+    proxy = RefusingConditionsProxy(moto_s3.endpoint)
+    try:
+        s3 = s3_store(request, "moto", monkeypatch, endpoint=proxy.endpoint)
+        s3.check()
+        assert (s3.conditional_put, s3.conditional_complete) == (False, False)
+        assert proxy.refused == 2  # one PUT and one completion, then no more conditions are sent
+        assert s3.put("fallback/key", b"first") is True
+        assert s3.put("fallback/key", b"second") is False
+        stream = [b"y" * (64 * 1024)] * (s3.part_bytes // (64 * 1024) + 2)
+        assert s3.put("fallback/stream", iter(stream)) is True
+        assert s3.put("fallback/stream", iter(stream)) is False
+        assert (s3.read("fallback/key"), s3.read("fallback/stream")) == (b"first", b"".join(stream))
+        assert proxy.refused == 2
+    finally:
+        proxy.stop()
