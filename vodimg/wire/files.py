@@ -4,8 +4,8 @@ The bytes stream from the object store; ``ETag`` is the file's MD5, ``Range`` gi
 ``If-None-Match`` 304. A deleted, expired or unknown file, or a path that names another
 application, answers 404. With presigned downloads on (``VODIMG_S3_PRESIGNED_DOWNLOADS``), a GET
 that would stream answers 302 to a presigned URL of the bucket instead (the client sends its
-``Range`` there); HEAD, 304 and 404 stay answered here. Nothing here looks at pixels: the Content-Type was recorded when the file
-was made.
+``Range`` there); HEAD, 304 and 404 stay answered here. Nothing here looks at pixels: the
+Content-Type was recorded when the file was made.
 """
 
 from __future__ import annotations
