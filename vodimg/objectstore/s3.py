@@ -95,11 +95,7 @@ class S3ObjectStore:
         name = self._name(key)
         if isinstance(data, (bytes, bytearray, memoryview)):
             return self._put_single(name, bytes(data))
-        chunks = iter(data)
-        first = _take(chunks, self.part_bytes)
-        if len(first) < self.part_bytes:
-            return self._put_single(name, bytes(first))
-        return self._put_multipart(name, first, chunks)
+        return self._put_stream(name, iter(data))
 
     def _put_single(self, name: str, body: bytes) -> bool:
         return self._write_once(name, "conditional_put", partial(
@@ -139,20 +135,25 @@ class S3ObjectStore:
         logger.warning("%s: the server does not honour If-None-Match on %s (%s); using head-then-write, "
                        "which two writers of one new key can race", self.where, write, why)
 
-    def _put_multipart(self, name: str, first: bytearray, rest: Iterator[bytes]) -> bool:
+    def _put_stream(self, name: str, chunks: Iterator[bytes]) -> bool:
+        """One PUT when the stream ends within a part, else a multipart upload holding one part in
+        memory at a time."""
+        buffer = _take(chunks, self.part_bytes)
+        if len(buffer) < self.part_bytes:
+            return self._put_single(name, bytes(buffer))
         if self._exists(name):  # do not upload a large body only to be refused
             return False
         upload_id = self._call("put", name, self.client.create_multipart_upload,
                                Bucket=self.bucket, Key=name)["UploadId"]
+        parts = []
         try:
-            parts, buffer = [], first
             while buffer:
                 number = len(parts) + 1
                 answer = self._call("put", name, self.client.upload_part, Bucket=self.bucket, Key=name,
                                     UploadId=upload_id, PartNumber=number, Body=buffer)
                 parts.append({"PartNumber": number, "ETag": answer["ETag"]})
                 buffer = None  # let the part go before reading the next one
-                buffer = _take(rest, self.part_bytes)
+                buffer = _take(chunks, self.part_bytes)
             created = self._complete(name, upload_id, parts)
         except BaseException:
             self._abort(name, upload_id)
