@@ -145,15 +145,11 @@ tasks = sa.Table(
     sa.Index("ix_tasks_app_finish", "sub_app_id", "finish_time", "seq"),
     sa.Index("ix_tasks_status_lease", "status", "lease_until_ms"),
     sa.Index("ix_tasks_created", "created_ms"),
-    # The queue: WAITING tasks by priority, then age (partial: few rows, cheap to sort).
-    sa.Index(
-        "ix_tasks_waiting",
-        "priority",
-        "seq",
-        sqlite_where=sa.text("status = 'WAITING'"),
-        postgresql_where=sa.text("status = 'WAITING'"),
-    ),
 )
+# The queue: WAITING tasks in the claim's order, priority descending, then age (partial: only
+# WAITING rows; the claim reads its first entry instead of sorting them all).
+sa.Index("ix_tasks_waiting", tasks.c.priority.desc(), tasks.c.seq,
+         sqlite_where=sa.text("status = 'WAITING'"), postgresql_where=sa.text("status = 'WAITING'"))
 
 # A SessionId is refused while another task of the application holds it (3 days by default):
 # the primary key makes the check a constraint, not a read-then-write race.

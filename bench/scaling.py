@@ -1,0 +1,224 @@
+"""Scale-out benchmarks (issue "Scale-out", docs/scaling.md):
+
+    python -m bench.scaling [--claims 20000] [--images 16] [--rounds 2] [--skip-workers]
+
+1. Claim rate of the queue on PostgreSQL: no-op tasks claimed and finished (the worker's two
+   statements, each one round trip) by 1, 8 and 64 concurrent connections (64 = 4 processes x 16
+   threads), against the 1-connection rate of the same run. Also prints the claim's query plan.
+2. Worker scaling: tasks per second of a CPU-heavy template (1920x1080 JPEG, quality, colour and
+   sharpen on, denoise and super-resolution off) with 1 and 2 ``vodimg worker`` processes (one
+   engine process each) behind an API-only ``vodimg serve`` on PostgreSQL, and the speed-up.
+   Goal: at least 1.8 with 2 on a 2-core machine. Rounds alternate 1 and 2 workers so that the
+   load of other programs falls on both alike; the best round of each counts.
+
+PostgreSQL: VODIMG_TEST_POSTGRES_URL or the local server (database ``test``); fresh schemas,
+dropped afterwards. Everything single-threaded (OMP_NUM_THREADS=1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import multiprocessing
+import os
+import platform
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import sqlalchemy as sa  # noqa: E402
+
+from bench.tasks import _postgres_url  # noqa: E402
+from tests.conftest import fresh_postgres_schema  # noqa: E402
+from vodimg.storage.schema import tasks  # noqa: E402
+
+HEAVY = {"EnhanceConfig": {"ImageQualityEnhance": {"Switch": "ON", "Type": "normal"},
+                           "ColorEnhance": {"Switch": "ON", "Type": "weak"},
+                           "SharpEnhance": {"Switch": "ON", "Intensity": 0.3}},
+         "EncodeConfig": {"Format": "JPEG", "Quality": 85}}
+SCALING_GOAL = 1.8
+CONNECTION_LAYOUTS = ((1, 1), (2, 4), (4, 16))  # (processes, threads each): 1, 8, 64 connections
+
+
+# -- 1. claims per second ----------------------------------------------------------------------------
+
+def _insert_noop_tasks(url: str, count: int) -> None:
+    from vodimg.domain.accounts import AccountService
+    from vodimg.storage.db import Database
+
+    database = Database(url)
+    database.migrate()
+    app = AccountService(database).create_account()["SubAppId"]
+    rows = [dict(task_id=f"{app}-ProcessImageAsync-{index:032x}t", sub_app_id=app, task_type="ProcessImageAsync",
+                 status="WAITING", priority=index % 3, source="{}", input="{}", session_id="", session_context="",
+                 ext_info="", progress=0, err_code=0, message="", attempt=0, failures=0,
+                 create_time="2026-01-01T00:00:00Z", created_ms=0) for index in range(count)]
+    with database.write() as conn:
+        for start in range(0, count, 5000):
+            conn.execute(tasks.insert(), rows[start:start + 5000])
+        conn.execute(sa.text("ANALYZE tasks"))
+    database.dispose()
+
+
+def _claimer(url: str, threads: int, ready, go, results) -> None:
+    from vodimg.queue import TaskQueue
+    from vodimg.storage.db import Database
+
+    database = Database(url)
+    queue = TaskQueue(database)
+    held = [database.engine.raw_connection() for _ in range(threads)]  # connect before the clock starts
+    for fairy in held:
+        fairy.close()
+    done = [0] * threads
+
+    def work(index: int) -> None:
+        while (task := queue.claim(f"bench-{os.getpid()}-{index}", "2026-01-01T00:00:00Z")) is not None:
+            queue.finish(task.task_id, task.attempt, {"err_code": 0, "message": "SUCCESS"})
+            done[index] += 1
+
+    ready.release()
+    go.wait()
+    workers = [threading.Thread(target=work, args=(index,)) for index in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    results.put((sum(done), time.time()))
+    database.dispose()
+
+
+def claim_rate(server_url: str, count: int, processes: int, threads: int) -> tuple[float, int]:
+    """(tasks claimed and finished per second, tasks done) by processes x threads connections."""
+    with fresh_postgres_schema(server_url, "vodimg_bench_claims") as url:
+        _insert_noop_tasks(url, count)
+        context = multiprocessing.get_context("spawn")
+        ready, go, results = context.Semaphore(0), context.Event(), context.Queue()
+        workers = [context.Process(target=_claimer, args=(url, threads, ready, go, results))
+                   for _ in range(processes)]
+        for process in workers:
+            process.start()
+        for _ in workers:
+            ready.acquire()
+        began = time.time()
+        go.set()
+        finished = [results.get() for _ in workers]
+        for process in workers:
+            process.join()
+        done = sum(item[0] for item in finished)
+        return done / (max(item[1] for item in finished) - began), done
+
+
+def claim_plan(server_url: str) -> str:
+    """EXPLAIN of the claim statement on a table of 20000 WAITING tasks."""
+    from vodimg.queue import _claim_statement
+    from vodimg.storage.db import Database
+
+    with fresh_postgres_schema(server_url, "vodimg_bench_plan") as url:
+        _insert_noop_tasks(url, 20000)
+        database = Database(url)
+        statement = database.compile(_claim_statement(("ProcessImageAsync",)))
+        try:
+            with database.transaction() as cursor:
+                cursor.execute("EXPLAIN " + statement.sql, {**statement.defaults, "worker": "w", "begin_time": "t",
+                                                            "lease_until": 0})
+                plan = "\n".join(row[0] for row in cursor.fetchall())
+                raise _RollBack(plan)
+        except _RollBack as done:
+            return str(done)
+        finally:
+            database.dispose()
+
+
+class _RollBack(Exception):
+    pass
+
+
+# -- 2. worker scaling --------------------------------------------------------------------------------
+
+def heavy_image() -> bytes:
+    import cv2
+    from skimage import data
+
+    photo = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    return cv2.imencode(".jpg", cv2.resize(photo, (1920, 1080), interpolation=cv2.INTER_CUBIC),
+                        [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def worker_rate(root: Path, server_url: str, workers: int, images: int, image: str) -> float:
+    """Tasks per second of ``workers`` worker processes (one engine process each)."""
+    from tests.e2e.cluster import Cluster
+
+    with fresh_postgres_schema(server_url, "vodimg_bench_scale") as url:
+        cluster = Cluster(root / f"w{workers}-{time.monotonic_ns()}", url).start(apis=1, workers=workers)
+        try:
+            tenant = cluster.new_tenant()
+            definition = tenant.call("CreateProcessImageAsyncTemplate", {
+                "SubAppId": tenant.sub_app_id, "Name": "heavy", "ProcessImageConfigure": HEAVY})["Definition"]
+            request = {"SubAppId": tenant.sub_app_id, "Base64": image, "ImageTaskInput": {"Definition": definition}}
+            client = tenant.common()
+            _run_all(client, tenant, request, 2 * workers)  # warm up every engine process
+            began = time.perf_counter()
+            _run_all(client, tenant, request, images)
+            return images / (time.perf_counter() - began)
+        finally:
+            cluster.stop()
+
+
+def _run_all(client, tenant, request: dict, count: int) -> None:
+    ids = [client.call_json("ProcessImageAsync", request)["Response"]["TaskId"] for _ in range(count)]
+    deadline = time.monotonic() + 600
+    for task_id in ids:
+        while True:
+            answer = client.call_json("DescribeTaskDetail", {"SubAppId": tenant.sub_app_id, "TaskId": task_id})
+            if answer["Response"]["Status"] == "FINISH":
+                assert answer["Response"]["ProcessImageAsyncTask"]["ErrCode"] == 0, answer
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"task {task_id} did not finish")
+            time.sleep(0.02)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--claims", type=int, default=20000, help="no-op tasks per claim-rate run")
+    parser.add_argument("--images", type=int, default=16, help="1080p tasks per worker-scaling round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-claims", action="store_true")
+    parser.add_argument("--skip-workers", action="store_true")
+    args = parser.parse_args()
+    server = _postgres_url()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}; shared with other programs: absolute rates are rough, "
+          "ratios are against a baseline of the same run")
+    if not args.skip_claims:
+        print("\nclaim plan (20000 WAITING tasks):\n" + claim_plan(server))
+        rows = []
+        for processes, threads in CONNECTION_LAYOUTS:
+            count = args.claims if processes * threads > 1 else max(2000, args.claims // 5)
+            rows.append((processes, threads, *claim_rate(server, count, processes, threads)))
+        base = rows[0][2]
+        print("\n| connections (processes x threads) | tasks | claimed+finished/s | vs 1 connection |\n|---|---|---|---|")
+        for processes, threads, rate, done in rows:
+            print(f"| {processes * threads} ({processes} x {threads}) | {done} | {rate:.0f} | {rate / base:.2f} |")
+    if not args.skip_workers:
+        image = base64.b64encode(heavy_image()).decode()
+        best = {1: 0.0, 2: 0.0}
+        with tempfile.TemporaryDirectory() as workdir:
+            for round_ in range(args.rounds):
+                for workers in (1, 2):
+                    rate = worker_rate(Path(workdir), server, workers, args.images, image)
+                    print(f"round {round_ + 1}, {workers} worker process(es): {rate:.3f} tasks/s", flush=True)
+                    best[workers] = max(best[workers], rate)
+        speedup = best[2] / best[1]
+        print(f"\n| 1920x1080 JPEG, quality+colour+sharpen, {args.images} tasks | tasks/s (best of {args.rounds}) "
+              f"| speed-up |\n|---|---|---|")
+        print(f"| 1 worker process (baseline) | {best[1]:.3f} | 1.00 |")
+        print(f"| 2 worker processes | {best[2]:.3f} | {speedup:.2f} (goal >= {SCALING_GOAL}: "
+              f"{'met' if speedup >= SCALING_GOAL else 'NOT met'}) |")
+
+
+if __name__ == "__main__":
+    main()
