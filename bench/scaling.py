@@ -1,6 +1,6 @@
 """Scale-out benchmarks (issue "Scale-out", docs/scaling.md):
 
-    python -m bench.scaling [--claims 20000] [--images 16] [--rounds 2] [--skip-workers]
+    python -m bench.scaling [--claims 20000] [--images 48] [--rounds 2] [--skip-workers]
 
 1. Claim rate of the queue on PostgreSQL: no-op tasks claimed and finished (the worker's two
    statements, each one round trip) by 1, 8 and 64 concurrent connections (64 = 4 processes x 16
@@ -159,32 +159,50 @@ def worker_rate(root: Path, server_url: str, workers: int, images: int, image: s
                 "SubAppId": tenant.sub_app_id, "Name": "heavy", "ProcessImageConfigure": HEAVY})["Definition"]
             request = {"SubAppId": tenant.sub_app_id, "Base64": image, "ImageTaskInput": {"Definition": definition}}
             client = tenant.common()
-            _run_all(client, tenant, request, 2 * workers)  # warm up every engine process
+            database = cluster.apis[0].accounts()._db
+            _run_all(client, tenant, request, 4 * workers, database)  # warm up every engine process
             began = time.perf_counter()
-            _run_all(client, tenant, request, images)
+            _run_all(client, tenant, request, images, database)
             return images / (time.perf_counter() - began)
         finally:
             cluster.stop()
 
 
-def _run_all(client, tenant, request: dict, count: int) -> None:
-    ids = [client.call_json("ProcessImageAsync", request)["Response"]["TaskId"] for _ in range(count)]
+def _run_all(client, tenant, request: dict, count: int, database) -> None:
+    """Submit ``count`` tasks from 4 clients at once, then wait until all FINISH (read from the
+    database: polling the API would take CPU from the workers being measured)."""
+    ids: list[str] = []
+
+    def submit(share: int) -> None:
+        own = tenant.common()
+        for _ in range(share):
+            ids.append(own.call_json("ProcessImageAsync", request)["Response"]["TaskId"])
+
+    threads = [threading.Thread(target=submit, args=(share,)) for share in _shares(count, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     deadline = time.monotonic() + 600
-    for task_id in ids:
-        while True:
-            answer = client.call_json("DescribeTaskDetail", {"SubAppId": tenant.sub_app_id, "TaskId": task_id})
-            if answer["Response"]["Status"] == "FINISH":
-                assert answer["Response"]["ProcessImageAsyncTask"]["ErrCode"] == 0, answer
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"task {task_id} did not finish")
-            time.sleep(0.02)
+    while True:
+        with database.read() as conn:
+            rows = conn.execute(sa.select(tasks.c.status, tasks.c.err_code).where(tasks.c.task_id.in_(ids))).all()
+        if all(status == "FINISH" for status, _ in rows):
+            assert all(code == 0 for _, code in rows), rows
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("the tasks did not finish within 600 s")
+        time.sleep(0.02)
+
+
+def _shares(count: int, parts: int) -> list[int]:
+    return [count // parts + (1 if index < count % parts else 0) for index in range(parts)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--claims", type=int, default=20000, help="no-op tasks per claim-rate run")
-    parser.add_argument("--images", type=int, default=16, help="1080p tasks per worker-scaling round")
+    parser.add_argument("--images", type=int, default=48, help="1080p tasks per worker-scaling round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip-claims", action="store_true")
     parser.add_argument("--skip-workers", action="store_true")

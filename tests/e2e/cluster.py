@@ -8,6 +8,7 @@ for the reverse proxy) and default key; each may be killed and started again on 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -138,3 +139,23 @@ class Cluster:
         parts = [f"--- api {server.port}\n{server.output()[-3000:]}" for server in self.apis]
         parts += [f"--- worker {index}\n{worker.output()[-3000:]}" for index, worker in enumerate(self.workers)]
         return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def cluster_api(request, root: Path, prefix: str, extra_env: dict[str, str]):
+    """For the end-to-end tests' ``cluster`` parameter: PostgreSQL (a fresh schema) + moto's S3 +
+    two API-only processes + two ``vodimg worker`` processes (one engine process each). Yields the
+    SECOND API process (the first stands in for the proxy's public URL), with ``.cluster`` set."""
+    from tests.conftest import fresh_postgres_schema
+
+    moto = request.getfixturevalue("moto_s3")
+    bucket = moto.new_bucket()
+    with fresh_postgres_schema(request.getfixturevalue("postgres_server_url"), prefix) as url:
+        cluster = Cluster(root, url, f"s3://{bucket}/media", {**moto.environment(), **extra_env})
+        try:
+            cluster.start(apis=2, workers=2, engine_processes=1)
+            server = cluster.apis[1]
+            server.cluster = cluster
+            yield server
+        finally:
+            cluster.stop()

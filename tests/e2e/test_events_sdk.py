@@ -21,6 +21,7 @@ from vodimg.events import insert_event
 from vodimg.storage.schema import events
 from tests.conftest import fresh_postgres_schema
 from tests.e2e.receiver import Receiver, sign_is_valid
+from tests.e2e.cluster import cluster_api
 from tests.e2e.server import started
 from tests.e2e.tasks import b64, create_template, small_photo_png, submit, wait_finished
 
@@ -35,8 +36,13 @@ JPEG_OUT = {"EncodeConfig": {"Format": "JPEG", "Quality": 85}}
 COMPLETE = "ProcessImageAsyncCompleteEvent"
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                        pytest.param("cluster", marks=pytest.mark.postgres)])
 def event_server(request, tmp_path_factory):
+    if request.param == "cluster":  # PostgreSQL + S3 + 2 API-only processes + 2 workers (tests/e2e/cluster.py)
+        with cluster_api(request, tmp_path_factory.mktemp("event_server-cluster"), "vodimg_events_cluster", EVENT_ENV) as server:
+            yield server
+        return
     database_url = None
     schema = None
     if request.param == "postgres":
