@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import fresh_postgres_schema
+from tests.e2e.cluster import cluster_api
 from tests.e2e.server import Server, Tenant, started
 
 
@@ -16,8 +17,13 @@ def postgres_module_url(postgres_server_url: str):
         yield url
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                        pytest.param("cluster", marks=[pytest.mark.postgres, pytest.mark.slow])])
 def e2e_server(request, tmp_path_factory) -> Server:
+    if request.param == "cluster":  # PostgreSQL + S3 + 2 API-only processes + 2 workers (tests/e2e/cluster.py)
+        with cluster_api(request, tmp_path_factory.mktemp("e2e-cluster"), "vodimg_e2e_cluster", {}) as server:
+            yield server
+        return
     database_url = request.getfixturevalue("postgres_module_url") if request.param == "postgres" else None
     server = started(tmp_path_factory.mktemp(f"e2e-{request.param}") / "data", database_url=database_url)
     yield server
