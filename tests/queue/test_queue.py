@@ -171,6 +171,16 @@ def test_a_session_id_is_free_again_after_its_window(services, app):
     _submit(services, app, SessionId="again")
 
 
+def test_the_sweeper_removes_stored_inputs_whose_task_was_never_committed(services, app):
+    kept = _submit(services, app)
+    services.store.put("inputs/died-before-its-commit", b"bytes")  # an API process killed mid-submit
+    maintenance = Maintenance(services.database, services.store, services.queue, {}, session_window_ms=1000)
+    assert maintenance._sweep_orphan_inputs(older_than=3600) == 0  # young: perhaps committing right now
+    assert maintenance._sweep_orphan_inputs(older_than=-1) == 1
+    assert services.store.head("inputs/died-before-its-commit") is None
+    assert services.store.head(f"inputs/{kept}") is not None
+
+
 def test_the_sweeper_removes_expired_media_and_its_bytes(services, app):
     from vodimg.domain.media import MediaFile, insert_media
 

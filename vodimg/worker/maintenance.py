@@ -6,7 +6,9 @@ once: every change is a conditional statement).
 - Sweeper (every minute): finished tasks older than 3 days and their stored input; media files past
   their ExpireTime (bytes first, then the row, so a crash in between leaves a row the next pass
   removes, never bytes nobody can find); SessionIds past their window; events neither confirmed
-  nor delivered within 4 days; a crashed writer's temporary files.
+  nor delivered within 4 days; a crashed writer's temporary files; Base64 inputs older than an
+  hour whose task does not exist (the API process stored the bytes, then died before its
+  transaction inserted the task).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ logger = logging.getLogger("vodimg.worker")
 REAP_SECONDS = 5.0
 SWEEP_SECONDS = 60.0
 SWEEP_BATCH = 500
+ORPHAN_INPUT_SECONDS = 3600.0  # far beyond any submission's time between storing input and commit
 
 
 class Maintenance:
@@ -63,7 +66,7 @@ class Maintenance:
         return len(expired)
 
     def sweep(self) -> dict[str, int]:
-        done = {"tasks": self._sweep_tasks(), "media": self._sweep_media()}
+        done = {"tasks": self._sweep_tasks(), "media": self._sweep_media(), "inputs": self._sweep_orphan_inputs()}
         with self._db.write() as conn:
             done["sessions"] = conn.execute(task_sessions.delete().where(
                 task_sessions.c.created_ms < now_ms() - self._session_window_ms)).rowcount
@@ -88,6 +91,21 @@ class Maintenance:
             with self._db.write() as conn:
                 conn.execute(tasks.delete().where(tasks.c.task_id.in_([row[0] for row in old])))
         return len(old)
+
+    def _sweep_orphan_inputs(self, older_than: float = ORPHAN_INPUT_SECONDS) -> int:
+        """Delete stored Base64 inputs (``inputs/<TaskId>``) older than ``older_than`` seconds
+        whose task does not exist. Inputs exist only while their task runs, so the list is short."""
+        prefix = input_key("")
+        cutoff = time.time() - older_than
+        old = {info.key[len(prefix):]: info.key for info in self._store.list(prefix) if info.modified < cutoff}
+        if not old:
+            return 0
+        with self._db.read() as conn:
+            known = set(conn.execute(sa.select(tasks.c.task_id).where(tasks.c.task_id.in_(list(old)))).scalars())
+        orphans = [key for task_id, key in old.items() if task_id not in known]
+        for key in orphans:
+            self._store.delete(key)
+        return len(orphans)
 
     def _sweep_media(self) -> int:
         with self._db.read() as conn:
