@@ -22,6 +22,8 @@
 |                  | VODIMG_QUEUE_POLL_SECONDS | 0.2                  |
 |                  | VODIMG_DRAIN_SECONDS   | 30                      |
 |                  | VODIMG_SESSION_ID_DAYS | 3                       |
+|                  | VODIMG_REGION          | ap-guangzhou            |
+|                  | VODIMG_UPLOAD_SESSION_SECONDS | 3600             |
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ class Settings:
     queue_poll_seconds: float = 0.2
     drain_seconds: float = 30.0
     session_id_days: float = 3.0
+    region: str = "ap-guangzhou"  # StorageRegion, MediaBasicInfo.StorageRegion
+    upload_session_seconds: float = 3600.0  # ApplyUpload's TempCertificate and VodSessionKey
 
     @classmethod
     def from_env_and_args(cls, args: Any = None, env: dict[str, str] | None = None) -> "Settings":
@@ -105,6 +109,8 @@ class Settings:
             queue_poll_seconds=pick("queue_poll_seconds", "VODIMG_QUEUE_POLL_SECONDS", float, 0.2),
             drain_seconds=pick("drain_seconds", "VODIMG_DRAIN_SECONDS", float, 30.0),
             session_id_days=pick("session_id_days", "VODIMG_SESSION_ID_DAYS", float, 3.0),
+            region=pick("region", "VODIMG_REGION", str, "ap-guangzhou"),
+            upload_session_seconds=pick("upload_session_seconds", "VODIMG_UPLOAD_SESSION_SECONDS", float, 3600.0),
         )
         settings.check()
         return settings
@@ -127,7 +133,8 @@ class Settings:
             raise ConfigError("--engine-processes (VODIMG_ENGINE_PROCESSES) must be between 0 and 256")
         for name, value in (("VODIMG_TASK_LEASE_SECONDS", self.task_lease_seconds),
                             ("VODIMG_QUEUE_POLL_SECONDS", self.queue_poll_seconds),
-                            ("VODIMG_SESSION_ID_DAYS", self.session_id_days)):
+                            ("VODIMG_SESSION_ID_DAYS", self.session_id_days),
+                            ("VODIMG_UPLOAD_SESSION_SECONDS", self.upload_session_seconds)):
             if not value > 0:
                 raise ConfigError(f"{name} must be a positive number")
         if self.drain_seconds < 0:

@@ -130,11 +130,13 @@ def build_app(settings: Settings, database):
     """Services, provider and the ASGI app on an opened database."""
     from vodimg.api.provider import VodProvider
     from vodimg.wire.app import create_app
+    from vodimg.wire.cos import CosRoute
     from vodimg.wire.files import file_routes
 
     services = _services(settings, database)
-    provider = VodProvider(services.accounts, services.templates, services.tasks)
-    return create_app(provider, services.accounts, settings, routes=file_routes(services.media.get, services.store))
+    provider = VodProvider(services.accounts, services.templates, services.tasks, services.library)
+    routes = [CosRoute(services.cos_uploads), *file_routes(services.media.get, services.store)]
+    return create_app(provider, services.accounts, settings, routes=routes)
 
 
 def _services(settings: Settings, database):
