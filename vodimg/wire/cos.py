@@ -12,6 +12,9 @@ headers, with the key derived from the key time) made with the session's tempora
 ``x-cos-security-token``; a temporary key may touch its one key only. Errors are COS XML
 (``<Error><Code>AccessDenied</Code>...``) with COS's HTTP status.
 
+Response headers arrive in lowercase (uvicorn writes them so): ``put_object``'s returned dict has
+``etag``, where Tencent's COS gives ``ETag``.
+
 Bodies stream to the object store (never whole in memory), bounded by the input limit
 (``VODIMG_MAX_INPUT_BYTES``), not by the API's 10 MB body limit.
 """
