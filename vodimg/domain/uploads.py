@@ -339,9 +339,11 @@ class CosUploads:
         self._check_upload(session, upload_id)
         return [Part(number, size, etag, modified) for number, _key, size, etag, modified in self._parts(upload_id)]
 
-    def complete(self, session: UploadSession, upload_id: str, listed: list[tuple[int, str]]) -> tuple[StoredObject, str]:
+    def complete(self, session: UploadSession, upload_id: str, listed: list[tuple[int, str]]):
         """CompleteMultipartUpload with the client's (PartNumber, ETag) list: checked against what was
-        uploaded, then the parts are streamed in order into one object. (object, multipart ETag)."""
+        uploaded, then the parts are streamed in order into one object. Returns (object, multipart
+        ETag, cleanup): ``cleanup()`` deletes the part objects (the caller runs it after answering;
+        what a crash leaves of them is the sweeper's)."""
         self._check_upload(session, upload_id)
         if not listed:
             raise CosError("MalformedXML", "The parts list is empty.")
@@ -365,9 +367,9 @@ class CosUploads:
         parts = (self._store.open(uploaded[number][0]) for number in numbers)
         stored = self._stream(key, chain.from_iterable(parts), self.max_input_bytes, None)
         self._set_object(session, key, stored)
-        self._drop_upload(upload_id)
+        leftovers = self._forget_upload(upload_id)
         digest = hashlib.md5(b"".join(bytes.fromhex(uploaded[number][2]) for number in numbers)).hexdigest()
-        return stored, f"{digest}-{len(numbers)}"
+        return stored, f"{digest}-{len(numbers)}", lambda: self._delete_all(leftovers)
 
     def abort(self, session: UploadSession, upload_id: str) -> None:
         self._check_upload(session, upload_id)
@@ -389,11 +391,18 @@ class CosUploads:
                 multipart_parts.c.upload_id == upload_id).order_by(multipart_parts.c.part_number)).all()
 
     def _drop_upload(self, upload_id: str) -> None:
-        """Rows first, then the part objects (an object without a row is what the sweeper removes)."""
+        self._delete_all(self._forget_upload(upload_id))
+
+    def _forget_upload(self, upload_id: str) -> list[str]:
+        """Delete the upload's rows; the keys of its part objects, to delete next (rows first: an
+        object without a row is what the sweeper removes)."""
         keys = [row[1] for row in self._parts(upload_id)]
         with self._db.write() as conn:
             conn.execute(multipart_parts.delete().where(multipart_parts.c.upload_id == upload_id))
             conn.execute(multipart_uploads.delete().where(multipart_uploads.c.upload_id == upload_id))
+        return keys
+
+    def _delete_all(self, keys: list[str]) -> None:
         for key in keys:
             self._store.delete(key)
 

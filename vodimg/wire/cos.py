@@ -34,6 +34,7 @@ from xml.sax.saxutils import escape
 
 import anyio
 import anyio.from_thread
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match
@@ -147,11 +148,13 @@ class CosRoute(BaseRoute):
             if len(body) > MAX_XML_BODY:
                 raise CosError("MalformedXML", f"The parts list is larger than {MAX_XML_BODY} bytes.")
         listed = _parts_list(bytes(body))
-        stored, etag = await anyio.to_thread.run_sync(self.uploads.complete, session, upload_id, listed)
+        _stored, etag, cleanup = await anyio.to_thread.run_sync(self.uploads.complete, session, upload_id, listed)
         location = f"{request.url.scheme}://{request.url.netloc}/{quote(session.storage_path)}"
-        return _xml(f"<CompleteMultipartUploadResult><Location>{escape(location)}</Location>"
-                    f"<Bucket>{_bucket(session)}</Bucket><Key>{escape(session.storage_path)}</Key>"
-                    f"<ETag>\"{etag}\"</ETag></CompleteMultipartUploadResult>")
+        response = _xml(f"<CompleteMultipartUploadResult><Location>{escape(location)}</Location>"
+                        f"<Bucket>{_bucket(session)}</Bucket><Key>{escape(session.storage_path)}</Key>"
+                        f"<ETag>\"{etag}\"</ETag></CompleteMultipartUploadResult>")
+        response.background = BackgroundTask(cleanup)  # the parts' objects, after the answer
+        return response
 
     # -- the signature --------------------------------------------------------------------------
 
