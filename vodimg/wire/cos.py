@@ -45,6 +45,7 @@ logger = logging.getLogger("vodimg.cos")
 
 UPLOAD_PREFIX = "/upload/"
 MAX_XML_BODY = 1024 * 1024  # CompleteMultipartUpload's parts list
+BATCH_BYTES = 256 * 1024  # body bytes handed to the store at a time
 SKEW_SECONDS = 900  # a q-sign-time starting further ahead than this: RequestTimeTooSkewed
 STATUS = {
     "AccessDenied": 403, "SignatureDoesNotMatch": 403, "InvalidAccessKeyId": 403, "RequestTimeTooSkewed": 403,
@@ -288,13 +289,24 @@ def _parts_list(body: bytes) -> list[tuple[int, str]]:
 
 
 def _sync_chunks(request: Request) -> Iterator[bytes]:
-    """The request body as a blocking iterator, for a worker thread: each chunk is awaited on the
-    event loop as the store asks for it, so at most one chunk is held at a time."""
+    """The request body as a blocking iterator, for a worker thread: each batch of about
+    ``BATCH_BYTES`` is gathered on the event loop as the store asks for it (one thread hop per batch,
+    not per network read), so an upload holds at most one batch in memory."""
     stream = request.stream().__aiter__()
-    while True:
-        try:
-            chunk = anyio.from_thread.run(stream.__anext__)
-        except StopAsyncIteration:
-            return
-        if chunk:
-            yield chunk
+    ended = False
+
+    async def next_batch() -> bytes:
+        nonlocal ended
+        batch = bytearray()
+        while len(batch) < BATCH_BYTES:
+            try:
+                batch += await stream.__anext__()
+            except StopAsyncIteration:
+                ended = True
+                break
+        return bytes(batch)
+
+    while not ended:
+        batch = anyio.from_thread.run(next_batch)
+        if batch:
+            yield batch
