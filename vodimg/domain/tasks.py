@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from vodimg.domain.clock import Clock, iso_utc, parse_iso, utc_now
 from vodimg.domain.media import MediaService, media_url
+from vodimg.domain.uploads import checked_expire_time, checked_media_type, url_media_type
 from vodimg.errors import ApiError
 from vodimg.objectstore import ObjectStore
 from vodimg.queue import FINISH, PROCESSING, WAITING, TaskQueue, now_ms
@@ -130,8 +131,6 @@ class TaskService:
 
     def submit_pull_upload(self, sub_app_id: int, params: dict) -> str:
         """Queue a PullUpload task (vodimg/worker/pull_upload.py fetches and stores the file)."""
-        from vodimg.domain.uploads import checked_expire_time, checked_media_type, url_media_type
-
         url = params["MediaUrl"]
         try:
             self._url_check(url)
