@@ -24,6 +24,12 @@
 |                  | VODIMG_SESSION_ID_DAYS | 3                       |
 |                  | VODIMG_REGION          | ap-guangzhou            |
 |                  | VODIMG_UPLOAD_SESSION_SECONDS | 3600             |
+|                  | VODIMG_EVENT_LEASE_SECONDS | 30 (PullEvents lease) |
+|                  | VODIMG_EVENT_WAIT_SECONDS | 5 (PullEvents long-poll) |
+|                  | VODIMG_EVENT_POLL_SECONDS | 0.5 (events of other processes) |
+|                  | VODIMG_PUSH_TIMEOUT_SECONDS | 10                   |
+|                  | VODIMG_PUSH_RETRY_SECONDS | 5 (first PUSH retry, doubling) |
+|                  | VODIMG_PUSH_CONCURRENCY | 16 (PUSH posts at once per process) |
 """
 
 from __future__ import annotations
@@ -69,6 +75,12 @@ class Settings:
     session_id_days: float = 3.0
     region: str = "ap-guangzhou"  # StorageRegion, MediaBasicInfo.StorageRegion
     upload_session_seconds: float = 3600.0  # ApplyUpload's TempCertificate and VodSessionKey
+    event_lease_seconds: float = 30.0   # VOD's: confirm within 30 s or the event comes again
+    event_wait_seconds: float = 5.0     # VOD's: a PullEvents with nothing ready waits up to 5 s
+    event_poll_seconds: float = 0.5     # how often waiters look for events of other processes
+    push_timeout_seconds: float = 10.0
+    push_retry_seconds: float = 5.0     # first PUSH retry; doubling, at most 10 minutes apart
+    push_concurrency: int = 16
 
     @classmethod
     def from_env_and_args(cls, args: Any = None, env: dict[str, str] | None = None) -> "Settings":
@@ -111,6 +123,12 @@ class Settings:
             session_id_days=pick("session_id_days", "VODIMG_SESSION_ID_DAYS", float, 3.0),
             region=pick("region", "VODIMG_REGION", str, "ap-guangzhou"),
             upload_session_seconds=pick("upload_session_seconds", "VODIMG_UPLOAD_SESSION_SECONDS", float, 3600.0),
+            event_lease_seconds=pick("event_lease_seconds", "VODIMG_EVENT_LEASE_SECONDS", float, 30.0),
+            event_wait_seconds=pick("event_wait_seconds", "VODIMG_EVENT_WAIT_SECONDS", float, 5.0),
+            event_poll_seconds=pick("event_poll_seconds", "VODIMG_EVENT_POLL_SECONDS", float, 0.5),
+            push_timeout_seconds=pick("push_timeout_seconds", "VODIMG_PUSH_TIMEOUT_SECONDS", float, 10.0),
+            push_retry_seconds=pick("push_retry_seconds", "VODIMG_PUSH_RETRY_SECONDS", float, 5.0),
+            push_concurrency=pick("push_concurrency", "VODIMG_PUSH_CONCURRENCY", int, 16),
         )
         settings.check()
         return settings
@@ -134,9 +152,17 @@ class Settings:
         for name, value in (("VODIMG_TASK_LEASE_SECONDS", self.task_lease_seconds),
                             ("VODIMG_QUEUE_POLL_SECONDS", self.queue_poll_seconds),
                             ("VODIMG_SESSION_ID_DAYS", self.session_id_days),
-                            ("VODIMG_UPLOAD_SESSION_SECONDS", self.upload_session_seconds)):
+                            ("VODIMG_UPLOAD_SESSION_SECONDS", self.upload_session_seconds),
+                            ("VODIMG_EVENT_LEASE_SECONDS", self.event_lease_seconds),
+                            ("VODIMG_EVENT_POLL_SECONDS", self.event_poll_seconds),
+                            ("VODIMG_PUSH_TIMEOUT_SECONDS", self.push_timeout_seconds),
+                            ("VODIMG_PUSH_RETRY_SECONDS", self.push_retry_seconds)):
             if not value > 0:
                 raise ConfigError(f"{name} must be a positive number")
+        if self.event_wait_seconds < 0:
+            raise ConfigError("VODIMG_EVENT_WAIT_SECONDS must be 0 or more")
+        if not 1 <= self.push_concurrency <= 1000:
+            raise ConfigError("VODIMG_PUSH_CONCURRENCY must be between 1 and 1000")
         if self.drain_seconds < 0:
             raise ConfigError("VODIMG_DRAIN_SECONDS must be 0 or more")
         if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):

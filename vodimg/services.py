@@ -15,6 +15,7 @@ from vodimg.domain.media import MediaService
 from vodimg.domain.tasks import PROCESS_IMAGE, PULL_UPLOAD, TaskService, TaskSettings
 from vodimg.domain.templates import TemplateService
 from vodimg.errors import ApiError
+from vodimg.events.service import EventService, EventSettings
 from vodimg.objectstore import ObjectStore, open_store
 from vodimg.queue import TaskQueue
 from vodimg.storage.db import Database
@@ -33,6 +34,7 @@ class Services:
     media: MediaService
     tasks: TaskService
     url_policy: object  # vodimg.netguard.UrlPolicy
+    events: object  # vodimg.events.service.EventService
     library: object = None  # vodimg.domain.uploads.MediaLibrary (ApplyUpload ... DeleteMedia)
     cos_uploads: object = None  # vodimg.domain.uploads.CosUploads (the COS endpoint)
     max_input_bytes: int = 0  # VODIMG_MAX_INPUT_BYTES
@@ -55,6 +57,9 @@ def build_services(settings: Settings, database: Database) -> Services:
     media = MediaService(database)
     task_settings = TaskSettings(settings.public_base, int(settings.session_id_days * 86_400_000))
     tasks = TaskService(database, store, queue, media, templates, url_check, task_settings)
+    events = EventService(database, url_policy, EventSettings(
+        lease_ms=int(settings.event_lease_seconds * 1000), wait_seconds=settings.event_wait_seconds,
+        poll_seconds=settings.event_poll_seconds))
     from vodimg.domain.uploads import CosUploads, MediaLibrary, UploadSettings
     from vodimg.engine.limits import Limits
 
@@ -63,12 +68,13 @@ def build_services(settings: Settings, database: Database) -> Services:
         settings.public_base, settings.region, max_input_bytes, settings.upload_session_seconds))
     cos_uploads = CosUploads(database, store, max_input_bytes)
     return Services(settings, database, store, queue, AccountService(database), templates, media, tasks,
-                    url_policy, library, cos_uploads, max_input_bytes)
+                    url_policy, events, library, cos_uploads, max_input_bytes)
 
 
 def build_worker(services: Services, processes: int):
     """The worker with ``processes`` engine child processes (and as many task slots)."""
     from vodimg.engine import Limits
+    from vodimg.events.push import PushDelivery, PushSettings
     from vodimg.worker.engine_pool import EnginePool
     from vodimg.worker.image_task import ImageTaskRunner
     from vodimg.worker.maintenance import Maintenance
@@ -86,6 +92,9 @@ def build_worker(services: Services, processes: int):
     runners = {PROCESS_IMAGE: runner, PULL_UPLOAD: pull_runner}
     maintenance = Maintenance(services.database, services.store, services.queue, runners,
                               session_window_ms=int(settings.session_id_days * 86_400_000))
+    push = PushDelivery(services.database, services.url_policy, PushSettings(
+        timeout_seconds=settings.push_timeout_seconds, first_retry_seconds=settings.push_retry_seconds,
+        concurrency=settings.push_concurrency, poll_seconds=settings.event_poll_seconds))
     worker = Worker(services.queue, runners, slots=processes, poll_seconds=settings.queue_poll_seconds,
-                    maintenance=maintenance)
+                    maintenance=maintenance, alongside=(push,))
     return worker, pool

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from qcloud_cos import CosConfig, CosS3Client
 
 from tests.engine.images import encode
-from vodimg.storage.schema import event_config, events
+from vodimg.storage.schema import events
 
 MAX_INPUT_BYTES = 6 * 1024 * 1024  # the test servers' VODIMG_MAX_INPUT_BYTES
 
@@ -54,12 +54,9 @@ def database(server):
     return server._database
 
 
-def switch_events_on(server, sub_app_id: int) -> None:
-    with database(server).write() as conn:
-        conn.execute(event_config.delete().where(event_config.c.sub_app_id == sub_app_id))
-        conn.execute(event_config.insert().values(
-            sub_app_id=sub_app_id, mode="PULL", notification_url="", sign_key="", upload_media_complete=True,
-            delete_media_complete=True, persistence_complete=False, update_time="2026-01-01T00:00:00Z"))
+def switch_events_on(tenant) -> None:
+    tenant.call("ModifyEventConfig", {"SubAppId": tenant.sub_app_id, "UploadMediaCompleteEventSwitch": "ON",
+                                      "DeleteMediaCompleteEventSwitch": "ON"})
 
 
 def events_of(server, sub_app_id: int) -> list[tuple[str, str]]:

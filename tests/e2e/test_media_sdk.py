@@ -141,7 +141,7 @@ def test_upload_file_of_5_mb_goes_multipart_and_leaves_no_parts(media_server, te
 
 
 def test_upload_process_describe_delete_in_one_flow_with_events(media_server, tenant):
-    switch_events_on(media_server, tenant.sub_app_id)
+    switch_events_on(tenant)
     committed = upload(media_server, tenant, small_photo_png(), "png", MediaName="flow")
     webp = next(p.definition for p in PRESETS if (p.configure.get("EncodeConfig") or {}).get("Format") == "WebP")
     finished, _seen = wait_finished(tenant, submit(tenant, webp, FileId=committed["FileId"]))
@@ -198,8 +198,10 @@ def test_pull_upload_shows_the_task_and_raises_pull_complete(media_server, tenan
     assert httpx.get(task["FileUrl"]).content == small_photo_png()
     described = tenant.call("DescribeMediaInfos", {"SubAppId": tenant.sub_app_id, "FileIds": [task["FileId"]]})
     assert described["MediaInfoSet"][0]["MetaData"]["Container"] == "png"
-    [(kind, content)] = events_of(media_server, tenant.sub_app_id)
-    assert kind == "PullComplete" and orjson.loads(content)["PullCompleteEvent"]["FileId"] == task["FileId"]
+    [event] = tenant.call("PullEvents", {"SubAppId": tenant.sub_app_id})["EventSet"]
+    assert event["EventType"] == "PullComplete" and event["PullCompleteEvent"]["FileId"] == task["FileId"]
+    assert event["PullCompleteEvent"]["MediaBasicInfo"]["MediaUrl"] == task["FileUrl"]
+    tenant.call("ConfirmEvents", {"SubAppId": tenant.sub_app_id, "EventHandles": [event["EventHandle"]]})
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:1/photo.jpg", "http://169.254.169.254/latest/meta-data",

@@ -175,3 +175,75 @@ def test_a_frozen_workers_finish_is_refused_after_another_took_the_task_over(tmp
             other.wait(30)
         server.stop()
         server.close_accounts()
+
+
+def test_an_image_over_the_time_limit_is_stopped_and_the_next_task_runs(tmp_path):
+    server = started(tmp_path / "data", extra_args=("--engine-processes", "1"), extra_env={"VODIMG_MAX_SECONDS": "1"})
+    try:
+        tenant = server.new_tenant()
+        slow = submit(tenant, create_template(tenant, SLOW), Base64=b64(_noisy_png(900)))
+        quick = submit(tenant, create_template(tenant, {"EncodeConfig": {"Format": "PNG"}}), Base64=b64(small_photo_png()))
+        answer, _ = wait_finished(tenant, slow, timeout=60)
+        task = answer["ProcessImageAsyncTask"]
+        assert task["ErrCode"] == 60000 and "time limit" in task["Message"], task["Message"]
+        assert wait_finished(tenant, quick)[0]["ProcessImageAsyncTask"]["ErrCode"] == 0
+    finally:
+        server.stop()
+        server.close_accounts()
+
+
+def test_sigterm_when_idle_exits_promptly_and_says_so(tmp_path):
+    server = started(tmp_path / "data", extra_args=("--engine-processes", "1"))
+    try:
+        children = _children(server.process.pid)
+        began = time.monotonic()
+        server.process.terminate()
+        assert server.process.wait(10) == 0
+        assert time.monotonic() - began < 1.5
+        output = server.output()
+        assert "vodimg: shutting down" in output and output.rstrip().endswith("vodimg: stopped")
+        _wait(lambda: not any(_alive(pid) for pid in children), 5, "the engine children to end")
+    finally:
+        server.process = None
+        server.close_accounts()
+
+
+def test_sigterm_lets_a_running_image_finish_within_the_drain_time(tmp_path):
+    server = started(tmp_path / "data", extra_args=("--engine-processes", "1"), extra_env={"VODIMG_DRAIN_SECONDS": "60"})
+    try:
+        tenant = server.new_tenant()
+        task_id = submit(tenant, create_template(tenant, SLOW), Base64=b64(_noisy_png(500)))
+        _wait(lambda: tenant.call("DescribeTaskDetail", {"TaskId": task_id, "SubAppId": tenant.sub_app_id})
+              ["Status"] == "PROCESSING", 30, "the task to start")
+        database = server.accounts()._db
+        server.process.terminate()
+        assert server.process.wait(60) == 0
+        assert "finishing 1 running tasks" in server.output()
+        with database.read() as conn:
+            status, err_code = conn.execute(sa.select(tasks.c.status, tasks.c.err_code)
+                                            .where(tasks.c.task_id == task_id)).one()
+        assert (status, err_code) == ("FINISH", 0)
+    finally:
+        server.process = None
+        server.close_accounts()
+
+
+def test_sigterm_gives_back_what_does_not_finish_within_the_drain_time(tmp_path):
+    server = started(tmp_path / "data", extra_args=("--engine-processes", "1"), extra_env={"VODIMG_DRAIN_SECONDS": "0.2"})
+    try:
+        tenant = server.new_tenant()
+        task_id = submit(tenant, create_template(tenant, SLOW), Base64=b64(_noisy_png(700)))
+        _wait(lambda: tenant.call("DescribeTaskDetail", {"TaskId": task_id, "SubAppId": tenant.sub_app_id})
+              ["Status"] == "PROCESSING", 30, "the task to start")
+        database = server.accounts()._db
+        server.process.terminate()
+        assert server.process.wait(30) == 0
+        with database.read() as conn:
+            status, failures = conn.execute(sa.select(tasks.c.status, tasks.c.failures)
+                                            .where(tasks.c.task_id == task_id)).one()
+        assert (status, failures) == ("WAITING", 0)
+        server.start()
+        assert wait_finished(tenant, task_id, timeout=120)[0]["ProcessImageAsyncTask"]["ErrCode"] == 0
+    finally:
+        server.stop()
+        server.close_accounts()

@@ -201,12 +201,16 @@ def test_ctrl_c_stops_the_run_at_once(tmp_path):
 
 
 def children_of(parent: int) -> list[int]:
+    """The engine processes ``parent`` started (not multiprocessing's resource tracker)."""
     found = []
     for entry in Path("/proc").iterdir():
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        if not entry.name.isdigit():
             continue
-        if entry.name.isdigit() and int(fields[1]) == parent:
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError):  # ended meanwhile
+            continue
+        if ppid == parent and b"spawn_main" in command:
             found.append(int(entry.name))
     return found

@@ -117,6 +117,15 @@ def test_each_engine_error_comes_back_with_its_class_and_message(pool, data, con
     assert isinstance(from_pool.value.warnings, tuple)
 
 
+def test_a_child_runs_one_thread_of_work():
+    """OMP/OpenBLAS variables are set before numpy and OpenCV are imported in the child: its only
+    threads are the main one and the parent watch (numpy alone would add one per extra core)."""
+    with EnginePool(1, LIMITS) as pool:
+        pool.run(small_png(), {})
+        [pid] = pool.child_pids()
+        assert len(os.listdir(f"/proc/{pid}/task")) == 2
+
+
 def test_progress_is_forwarded_rising_within_an_image(pool):
     fractions: list[float] = []
     caller = threading.get_ident()
@@ -167,6 +176,7 @@ def test_the_time_limit_holds_inside_native_decoding_and_the_pool_goes_on():
 
 def test_a_child_killed_mid_image_is_a_crash_and_is_replaced():
     with EnginePool(1, Limits(max_seconds=60)) as pool:
+        pool.run(small_png(), {})  # started and warm
         [victim] = pool.child_pids()
         killer = threading.Timer(0.5, os.kill, (victim, signal.SIGKILL))
         killer.start()
@@ -196,31 +206,25 @@ def test_a_child_over_the_memory_limit_is_killed():
 
 
 def test_two_children_work_at_once():
-    with EnginePool(2, Limits(max_seconds=60)) as pool:
-        for _ in range(2):
-            pool.run(small_png(), {})  # both children ready
-        pids = pool.child_pids()
-        assert len(pids) == 2
-        slow = png_with_trailing_data(1)  # 2 s or more each
-        errors: list[Exception] = []
-
-        def work() -> None:
-            try:
-                pool.run(slow, {})
-            except Exception as err:  # noqa: BLE001 - reported below
-                errors.append(err)
-
-        threads = [threading.Thread(target=work) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        time.sleep(0.2)
-        before = {pid: cpu_ticks(pid) for pid in pids}
-        time.sleep(0.5)
-        after = {pid: cpu_ticks(pid) for pid in pids}
-        for thread in threads:
-            thread.join()
-        assert all(after[pid] > before[pid] for pid in pids), (before, after)
-        assert not errors
+    pool = EnginePool(2, Limits(max_seconds=60))
+    for _ in range(2):
+        pool.run(small_png(), {})  # both children ready
+    pids = pool.child_pids()
+    assert len(pids) == 2
+    outcome: list[Exception] = []
+    threads = [threading.Thread(target=_catch, args=(outcome, pool.run, png_with_trailing_data(8), {}))
+               for _ in range(2)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    before = {pid: cpu_ticks(pid) for pid in pids}
+    time.sleep(0.7)
+    after = {pid: cpu_ticks(pid) for pid in pids}
+    pool.close()  # no need to wait for the 16 s images
+    for thread in threads:
+        thread.join(10)
+    assert all(after[pid] > before[pid] for pid in pids), (before, after)
+    assert len(outcome) == 2 and all(isinstance(err, PoolClosed) for err in outcome)
 
 
 def test_close_kills_the_children_and_refuses_new_images():
@@ -291,3 +295,27 @@ def test_the_memory_limit_is_a_setting():
         Limits.from_env({"VODIMG_MAX_MEMORY_BYTES": "lots"})
     with EnginePool(1, Limits(max_memory_bytes=123 * 1024 * 1024)) as pool:
         assert pool.memory_limit_bytes == 123 * 1024 * 1024
+
+
+FORGETFUL_SCRIPT = """
+import sys
+from vodimg.engine import Limits
+from vodimg.worker.engine_pool import EnginePool
+
+if __name__ == "__main__":
+    pool = EnginePool(1, Limits(max_seconds=600))
+    pool.run(open(sys.argv[1], "rb").read(), {})  # the child is up, ignoring SIGTERM
+    print(*pool.child_pids(), flush=True)
+"""
+
+
+def test_a_pool_left_open_does_not_hold_up_the_interpreter_exit(tmp_path):
+    """multiprocessing's exit handler would wait forever for children that ignore its SIGTERM."""
+    (tmp_path / "forgetful.py").write_text(FORGETFUL_SCRIPT)
+    (tmp_path / "small.png").write_bytes(small_png())
+    done = subprocess.run([sys.executable, str(tmp_path / "forgetful.py"), str(tmp_path / "small.png")],
+                          capture_output=True, text=True,
+                          timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    pids = [int(pid) for pid in done.stdout.split()]
+    assert len(pids) == 1 and all(gone(pid) for pid in pids)

@@ -14,7 +14,7 @@ from typing import Callable
 
 from vodimg.domain.accounts import AccountService
 from vodimg.domain.templates import TemplateService
-from vodimg.errors import ApiError
+from vodimg.errors import ApiError, invalid_action
 from vodimg.validation import validate_request
 
 # Defaults the spec documents for DescribeProcessImageAsyncTemplates (默认值：0 / 默认值：10).
@@ -43,10 +43,12 @@ def action(name: str, *, database: str | None = None):
 class VodProvider:
     actions: frozenset[str] = frozenset()  # set below, from the registry
 
-    def __init__(self, accounts: AccountService, templates: TemplateService, tasks=None, library=None):
+    def __init__(self, accounts: AccountService, templates: TemplateService, tasks=None, events=None,
+                 library=None):
         self._accounts = accounts
         self._templates = templates
         self._tasks = tasks  # vodimg.domain.tasks.TaskService
+        self._events = events  # vodimg.events.service.EventService
         self._library = library  # vodimg.domain.uploads.MediaLibrary
         # Where the wire runs each call (empty on PostgreSQL: every call on its thread pool):
         # - inline_actions never wait (database reads that never wait): on the event loop;
@@ -62,7 +64,7 @@ class VodProvider:
         Raises ApiError (InvalidAction for an action not implemented here)."""
         method = _ACTIONS.get(action)
         if method is None:
-            raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+            raise invalid_action(action)
         valid = validate_request(action, params, from_strings=from_strings)
         sub_app_id = self._accounts.resolve_sub_app(app_id, valid.get("SubAppId"))
         return method(self, sub_app_id, valid)
@@ -133,6 +135,29 @@ class VodProvider:
     @action("DeleteMedia")
     def _delete_media(self, sub_app_id: int, params: dict) -> dict:
         self._library.delete(sub_app_id, params["FileId"], params.get("DeleteParts"))
+        return {}
+
+    # --- events ----------------------------------------------------------------------------------
+
+    @action("DescribeEventConfig", database="read")
+    def _describe_event_config(self, sub_app_id: int, params: dict) -> dict:
+        return self._events.describe_config(sub_app_id)
+
+    # Not a database-only action: the NotificationUrl's host name is resolved (the URL guard).
+    @action("ModifyEventConfig")
+    def _modify_event_config(self, sub_app_id: int, params: dict) -> dict:
+        self._events.modify_config(sub_app_id, params)
+        return {}
+
+    # Answers the events, or WaitThenRetry (vodimg/waiting.py) while none is ready: the long poll
+    # waits on the wire's event loop, not on a thread.
+    @action("PullEvents", database="write")
+    def _pull_events(self, sub_app_id: int, params: dict):
+        return self._events.pull(sub_app_id)
+
+    @action("ConfirmEvents", database="write")
+    def _confirm_events(self, sub_app_id: int, params: dict) -> dict:
+        self._events.confirm(sub_app_id, params["EventHandles"])
         return {}
 
 

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "process",
         help="process local image files with a ProcessImageConfigure",
-        description="Process local images as a ProcessImageConfigure (JSON file) says, one worker "
+        description="Process local images as a ProcessImageConfigure (JSON file) says, one engine "
         "process per core. Writes OUTDIR/<input stem>.<jpg|png|bmp|webp>. Exit status 1 if any "
         "image failed (one line each on stderr), 2 for bad usage or configuration.",
     )
@@ -38,7 +38,7 @@ def register(subparsers) -> None:
                         help="a ProcessImageConfigure object, as in CreateProcessImageAsyncTemplate")
     parser.add_argument("--out", required=True, type=Path, metavar="OUTDIR", help="output directory (created if missing)")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
-                        help="worker processes (default: the cores this process may use)")
+                        help="engine processes (default: the cores this process may use)")
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     parser.set_defaults(handler=run)
 

@@ -134,7 +134,8 @@ def build_app(settings: Settings, database):
     from vodimg.wire.files import file_routes
 
     services = _services(settings, database)
-    provider = VodProvider(services.accounts, services.templates, services.tasks, services.library)
+    provider = VodProvider(services.accounts, services.templates, services.tasks, services.events,
+                           library=services.library)
     routes = [CosRoute(services.cos_uploads), *file_routes(services.media.get, services.store)]
     return create_app(provider, services.accounts, settings, routes=routes)
 

@@ -63,6 +63,34 @@ _CLAIMED = (tasks.c.task_id, tasks.c.sub_app_id, tasks.c.task_type, tasks.c.atte
             tasks.c.session_context, tasks.c.create_time, tasks.c.begin_process_time)
 
 
+def _claim_statement(task_types: tuple[str, ...] | None):
+    """Lease the WAITING task of highest priority, oldest first; SKIP LOCKED on PostgreSQL, so
+    concurrent claims take different tasks without waiting (SQLite ignores the clause: its single
+    writer serialises claims)."""
+    waiting = sa.select(tasks.c.seq).where(tasks.c.status == WAITING)
+    if task_types:
+        waiting = waiting.where(tasks.c.task_type.in_([sa.literal(kind, literal_execute=True) for kind in task_types]))
+    first = (waiting.order_by(tasks.c.priority.desc(), tasks.c.seq).limit(1)
+             .with_for_update(skip_locked=True).scalar_subquery())
+    return (
+        tasks.update()
+        .where(tasks.c.seq == first, tasks.c.status == WAITING)
+        .values(status=PROCESSING, attempt=tasks.c.attempt + 1, worker=sa.bindparam("worker"),
+                lease_until_ms=sa.bindparam("lease_until"),
+                begin_process_time=sa.func.coalesce(tasks.c.begin_process_time, sa.bindparam("begin_time")))
+        .returning(*_CLAIMED)
+    )
+
+
+_RENEW = (
+    sa.update(tasks)
+    .where(tasks.c.task_id == sa.bindparam("task_id"), tasks.c.attempt == sa.bindparam("attempt"),
+           tasks.c.status == PROCESSING)
+    .values(lease_until_ms=sa.bindparam("lease_until"),
+            progress=sa.func.coalesce(sa.bindparam("progress", type_=sa.Integer), tasks.c.progress))
+)
+
+
 def _held(task_id: str, attempt: int):
     """The WHERE clause of every statement a lease holder makes: its token still holds."""
     return sa.and_(tasks.c.task_id == task_id, tasks.c.attempt == attempt, tasks.c.status == PROCESSING)
@@ -74,6 +102,8 @@ class TaskQueue:
         self.lease_ms = int(lease_seconds * 1000)
         self._work = threading.Condition()
         self._signals = 0
+        self._claims: dict = {}  # task types -> compiled claim statement
+        self._renew = db.compile(_RENEW)
 
     # -- wake-up ------------------------------------------------------------------------------
 
@@ -93,30 +123,20 @@ class TaskQueue:
     # -- the lease holder's statements --------------------------------------------------------
 
     def claim(self, worker: str, begin_time: str, task_types: tuple[str, ...] | None = None) -> ClaimedTask | None:
-        waiting = sa.select(tasks.c.seq).where(tasks.c.status == WAITING)
-        if task_types:
-            waiting = waiting.where(tasks.c.task_type.in_(task_types))
-        first = (waiting.order_by(tasks.c.priority.desc(), tasks.c.seq).limit(1)
-                 .with_for_update(skip_locked=True).scalar_subquery())
-        statement = (
-            tasks.update()
-            .where(tasks.c.seq == first, tasks.c.status == WAITING)
-            .values(status=PROCESSING, attempt=tasks.c.attempt + 1, worker=worker,
-                    lease_until_ms=now_ms() + self.lease_ms,
-                    begin_process_time=sa.func.coalesce(tasks.c.begin_process_time, begin_time))
-            .returning(*_CLAIMED)
-        )
-        with self._db.write() as conn:
-            row = conn.execute(statement).first()
-        return ClaimedTask(**row._mapping) if row is not None else None
+        """The next task for ``worker``, leased, or None when there is none (one statement)."""
+        statement = self._claims.get(task_types)
+        if statement is None:
+            statement = self._claims[task_types] = self._db.compile(_claim_statement(task_types))
+        with self._db.single_write() as cursor:
+            row = statement.run(cursor, {"worker": worker, "begin_time": begin_time,
+                                         "lease_until": now_ms() + self.lease_ms}).fetchone()
+        return ClaimedTask(*row) if row is not None else None
 
     def renew(self, task_id: str, attempt: int, progress: int | None = None) -> bool:
         """Extend the lease (and record ``progress``); False when the lease is lost."""
-        values = {"lease_until_ms": now_ms() + self.lease_ms}
-        if progress is not None:
-            values["progress"] = progress
-        with self._db.write() as conn:
-            return conn.execute(tasks.update().where(_held(task_id, attempt)).values(**values)).rowcount == 1
+        with self._db.single_write() as cursor:
+            return self._renew.run(cursor, {"task_id": task_id, "attempt": attempt, "progress": progress,
+                                            "lease_until": now_ms() + self.lease_ms}).rowcount == 1
 
     def finish(self, task_id: str, attempt: int, values: dict,
                also: Callable[[sa.Connection], None] | None = None, *, expired_only: bool = False) -> bool:
@@ -126,10 +146,16 @@ class TaskQueue:
         where = _held(task_id, attempt)
         if expired_only:
             where = sa.and_(where, tasks.c.lease_until_ms < now_ms())
+        values = {name: sa.null() if value is None else value for name, value in values.items()}
+        statement = tasks.update().where(where).values(status=FINISH, lease_until_ms=sa.null(), worker=sa.null(),
+                                                       **values)
+        if also is None:  # one statement: one round trip
+            with self._db.single_write() as cursor:
+                compiled = self._db.compile(statement)
+                return compiled.run(cursor).rowcount == 1
         with self._db.write() as conn:
-            done = conn.execute(tasks.update().where(where).values(
-                status=FINISH, lease_until_ms=None, worker=None, **values)).rowcount == 1
-            if done and also is not None:
+            done = conn.execute(statement).rowcount == 1
+            if done:
                 also(conn)
         return done
 

@@ -178,7 +178,8 @@ events = sa.Table(
     sa.Column("created_ms", sa.BigInteger, nullable=False),
     sa.Column("ready_at_ms", sa.BigInteger, nullable=False),  # not handed out again before this
     sa.Column("handle", sa.String(64), nullable=True),  # the EventHandle of the current lease
-    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),  # leases so far (PullEvents or PUSH posts)
+    sa.Column("last_error", sa.Text, nullable=True),  # why the last PUSH post failed (migration 0005)
     sa.Index("ix_events_ready", "sub_app_id", "ready_at_ms", "seq"),
     sa.Index("ix_events_handle", "handle"),
     sa.Index("ix_events_created", "created_ms"),

@@ -11,6 +11,7 @@ numpy, OpenCV or onnxruntime are first imported. The protocol on the pipe, paren
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -32,16 +33,21 @@ MAX_WARNINGS = 20
 MAX_WARNING_CHARS = 300
 
 
-def main(conn, limits, stderr_path: str, parent_pid: int) -> None:
-    """Entry point of a child process (multiprocessing target)."""
+def main(conn, limit_values: dict, stderr_path: str, parent_pid: int) -> None:
+    """Entry point of a child process (multiprocessing target). ``limit_values`` are the fields
+    of a Limits: plain values, so that unpickling the arguments imports nothing of the engine."""
     # Ctrl-C and a service manager's SIGTERM go to the whole process group: the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent(parent_pid)
     capture = StderrCapture(stderr_path)
-    os.unlink(stderr_path)  # the parent holds it open too; nothing is left behind if we both die
+    with contextlib.suppress(FileNotFoundError):  # the parent holds it open too: nothing is
+        os.unlink(stderr_path)  # left behind if both die
     for name in SINGLE_THREAD_ENV:
         os.environ[name] = "1"
+    from vodimg.engine.limits import Limits
+
+    limits = Limits(**limit_values)
     process_image = _warm_up(limits)
     conn.send(("ready",))
     while True:
@@ -99,7 +105,10 @@ class StderrCapture:
 
     def __init__(self, path: str):
         self._fd = os.open(path, os.O_RDWR)
-        self._saved = os.dup(2)
+        try:
+            self._saved = os.dup(2)
+        except OSError:  # started without a stderr (a daemon): restore to nowhere
+            self._saved = os.open(os.devnull, os.O_WRONLY)
 
     def __enter__(self) -> "StderrCapture":
         sys.stderr.flush()

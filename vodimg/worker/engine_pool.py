@@ -20,15 +20,20 @@ of one image in native code (codecs, ncnn, onnxruntime) kills only a child (DESI
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
+import logging
 import multiprocessing
+import multiprocessing.util  # registers its exit handler now: ours, registered later, runs first
 import os
 import signal
 import tempfile
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import wait as wait_for_ready
+from multiprocessing.connection import wait as wait_readable
 from typing import Callable
 
 from vodimg.engine import errors as engine_errors
@@ -44,6 +49,7 @@ RECYCLE_MEMORY_FRACTION = 0.5  # a child left holding more than this share of th
 MAX_STDERR_FILE_BYTES = 16 * 1024 * 1024  # a child printing more on one image is killed
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 MIB = 1024 * 1024
+logger = logging.getLogger(__name__)
 
 
 class EngineCrashed(EngineError):
@@ -96,10 +102,17 @@ class EnginePool:
         # that started a child ends, and the threads calling run() may come and go.
         self._starter = ThreadPoolExecutor(1, thread_name_prefix="vodimg-engine-starter")
         self._changed = threading.Condition()
-        self._idle: list[_Child] = []
+        # A free slot holds a child, or None when one could not be started (retried on use).
+        self._idle: list[_Child | None] = []
         self._busy: set[_Child] = set()
         self._closed = False
-        self._idle = [self._start_child() for _ in range(processes)]
+        _open_pools.add(self)
+        try:
+            for _ in range(processes):
+                self._idle.append(self._start_child())
+        except BaseException:
+            self.close()
+            raise
 
     def run(
         self,
@@ -109,7 +122,8 @@ class EnginePool:
     ) -> EngineResult:
         """Process one image in a free child (waiting for one). Raises the engine's errors with
         the child's class and message, EngineCrashed (PoolClosed, EngineInternalError),
-        ProcessingTimeout or MemoryLimitExceeded; each carries ``.warnings``."""
+        ProcessingTimeout or MemoryLimitExceeded; each carries ``.warnings``. An exception
+        raised by ``progress`` ends the image (and its child) and propagates."""
         child = self._acquire()
         try:
             return child.run(data, configure, progress, self.limits, self.memory_limit_bytes)
@@ -119,7 +133,7 @@ class EnginePool:
     def child_pids(self) -> list[int]:
         """The process ids of the children now alive (for monitoring and tests)."""
         with self._changed:
-            children = self._idle + list(self._busy)
+            children = [child for child in self._idle if child is not None] + list(self._busy)
         return sorted(child.pid for child in children if child.alive())
 
     def close(self, grace_seconds: float = 0) -> None:
@@ -133,7 +147,8 @@ class EnginePool:
             deadline = time.monotonic() + grace_seconds
             while self._busy and time.monotonic() < deadline:
                 self._changed.wait(deadline - time.monotonic())
-            idle, self._idle = self._idle, []
+            idle = [child for child in self._idle if child is not None]
+            self._idle = []
             busy = list(self._busy)
             for child in busy:
                 child.closing = True
@@ -144,6 +159,7 @@ class EnginePool:
         with self._changed:  # the threads running them see them die and dispose of them
             self._changed.wait_for(lambda: not self._busy, timeout=10.0)
         self._starter.shutdown(wait=False)
+        _open_pools.discard(self)
 
     def __enter__(self) -> "EnginePool":
         return self
@@ -151,11 +167,8 @@ class EnginePool:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _start_child(self) -> "_Child | None":
-        try:
-            return self._starter.submit(_Child, self._context, self.limits).result()
-        except RuntimeError:  # the starter was shut down: the pool is closed
-            return None
+    def _start_child(self) -> "_Child":
+        return self._starter.submit(_Child, self._context, self.limits).result()
 
     def _acquire(self) -> "_Child":
         with self._changed:
@@ -164,27 +177,60 @@ class EnginePool:
             if self._closed:
                 raise _with_warnings(PoolClosed("the engine pool is closed"), ())
             child = self._idle.pop()  # the one used last: its models are loaded
+            if child is not None:
+                self._busy.add(child)
+                return child
+        try:
+            child = self._start_child()
+        except Exception as err:
+            self._put_back(None)
+            raise _with_warnings(EngineCrashed(f"could not start an engine process: {err}"), ()) from err
+        with self._changed:
             self._busy.add(child)
-            return child
+        return child
 
     def _release(self, child: "_Child") -> None:
-        keep = child.reusable(self.memory_limit_bytes * RECYCLE_MEMORY_FRACTION)
-        if not keep:
+        if child.reusable(self.memory_limit_bytes * RECYCLE_MEMORY_FRACTION):
+            successor = child
+        else:
             child.kill()
             child.dispose()
-        replacement = None if keep or self._closed else self._start_child()
+            successor = self._replacement()
         with self._changed:
             self._busy.discard(child)
-            successor = child if keep else replacement
-            if self._closed or successor is None:
-                orphan = successor
-            else:
-                orphan = None
-                self._idle.append(successor)
+        self._put_back(successor)
+
+    def _replacement(self) -> "_Child | None":
+        """A new child at once (it warms up while others work), or None to retry on use."""
+        if self._closed:
+            return None
+        try:
+            return self._start_child()
+        except Exception:  # out of processes or memory just now; RuntimeError: closed meanwhile
+            logger.warning("could not start an engine process; will retry", exc_info=True)
+            return None
+
+    def _put_back(self, slot: "_Child | None") -> None:
+        with self._changed:
+            closed = self._closed
+            if not closed:
+                self._idle.append(slot)
             self._changed.notify_all()
-        if orphan is not None:  # closed meanwhile
-            orphan.kill()
-            orphan.dispose()
+        if closed and slot is not None:
+            slot.kill()
+            slot.dispose()
+
+
+# Pools not closed yet: closed at interpreter exit, before multiprocessing's own exit handler
+# would wait forever for children that ignore its SIGTERM. (On Linux the starter thread's end
+# at exit kills them too, through PR_SET_PDEATHSIG; this holds everywhere.)
+_open_pools: "weakref.WeakSet[EnginePool]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_pools() -> None:
+    for pool in list(_open_pools):
+        pool.close()
 
 
 class _Child:
@@ -196,12 +242,19 @@ class _Child:
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
             target=_engine_child.main,
-            args=(child_conn, limits, self._stderr_path, os.getpid()),
+            args=(child_conn, dataclasses.asdict(limits), self._stderr_path, os.getpid()),
             name="vodimg-engine",
             daemon=True,
         )
-        self._process.start()
-        child_conn.close()  # so that the child's death reads as end of file here
+        try:
+            self._process.start()
+        except BaseException:
+            self._conn.close()
+            os.close(fd)
+            self._unlink_stderr_file()
+            raise
+        finally:
+            child_conn.close()  # so that the child's death reads as end of file here
         self.pid = self._process.pid
         self._ready = False
         self._in_job = False  # a job was sent and its reply not fully read
@@ -241,12 +294,9 @@ class _Child:
             if now >= next_check:
                 self._check_memory(memory_limit)
                 next_check = now + MEMORY_POLL_SECONDS
-            ready = wait_for_ready([self._conn, self._process.sentinel], min(kill_at, next_check) - now)
+            ready = wait_readable([self._conn, self._process.sentinel], min(kill_at, next_check) - now)
             if self._conn in ready:
-                outcome = self._receive()
-                if outcome is None:
-                    continue
-                kind, payload = outcome
+                kind, payload = self._receive()
                 if kind == "progress":
                     if progress is not None:
                         progress(payload)
@@ -306,17 +356,19 @@ class _Child:
             return None
 
     def _wait_ready(self) -> None:
-        ready = wait_for_ready([self._conn, self._process.sentinel], START_TIMEOUT_SECONDS)
+        ready = wait_readable([self._conn, self._process.sentinel], START_TIMEOUT_SECONDS)
         try:
             if self._conn in ready and self._conn.recv() == ("ready",):
                 self._ready = True
                 return
         except (EOFError, OSError):
             pass
+        self._killed = True  # not reusable
+        if self.closing:
+            raise self._error(PoolClosed("the engine pool was closed"))
         if not ready:
             self.kill()
             raise self._error(EngineCrashed(f"the engine process did not start within {START_TIMEOUT_SECONDS:g} s"))
-        self._killed = True  # not reusable
         raise self._error(EngineCrashed(f"the engine process failed to start ({self._how_it_ended()})"))
 
     def _died(self) -> EngineError:
@@ -331,10 +383,13 @@ class _Child:
         code = self._process.exitcode
         if code is None:
             return "its pipe closed"
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-            return f"killed by {name}, possibly by the out-of-memory killer" if -code == signal.SIGKILL else f"killed by {name}"
-        return f"exit status {code}"
+        if code >= 0:
+            return f"exit status {code}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}" + (", possibly by the out-of-memory killer" if -code == signal.SIGKILL else "")
 
     def _error(self, err: EngineError) -> EngineError:
         """``err`` with what the child printed on this image before it ended."""

@@ -5,10 +5,10 @@ once: every change is a conditional statement).
   ErrCode 70000 after the last attempt.
 - Sweeper (every minute): finished tasks older than 3 days and their stored input; media files past
   their ExpireTime (bytes first, then the row, so a crash in between leaves a row the next pass
-  removes, never bytes nobody can find); SessionIds past their window; a crashed writer's
-  temporary files; upload sessions past their end (ApplyUpload's hour) with what they left under
-  ``uploads/<session>/``: objects never committed, abandoned multipart uploads and their parts
-  (objects first, then the rows, for the same reason).
+  removes, never bytes nobody can find); SessionIds past their window; events neither confirmed
+  nor delivered within 4 days; a crashed writer's temporary files; upload sessions past their end
+  (ApplyUpload's hour) with what they left under ``uploads/<session>/``: objects never committed,
+  abandoned multipart uploads and their parts (objects first, then the rows, for the same reason).
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from vodimg.domain.clock import iso_utc, utc_now
 from vodimg.domain.tasks import TASK_RETENTION_MS, input_key
 from vodimg.queue import FINISH, TaskQueue, now_ms
 from vodimg.storage.db import Database
-from vodimg.storage.schema import media, multipart_parts, multipart_uploads, task_sessions, tasks, upload_sessions
+from vodimg.events import EVENT_RETENTION_MS
+from vodimg.storage.schema import (
+    events, media, multipart_parts, multipart_uploads, task_sessions, tasks, upload_sessions,
+)
 
 logger = logging.getLogger("vodimg.worker")
 
@@ -69,6 +72,8 @@ class Maintenance:
         with self._db.write() as conn:
             done["sessions"] = conn.execute(task_sessions.delete().where(
                 task_sessions.c.created_ms < now_ms() - self._session_window_ms)).rowcount
+            done["events"] = conn.execute(events.delete().where(
+                events.c.created_ms < now_ms() - EVENT_RETENTION_MS)).rowcount
         cleaner = getattr(self._store, "remove_stale_temporaries", None)
         if cleaner is not None:
             cleaner()

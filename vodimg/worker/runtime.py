@@ -8,6 +8,8 @@
 - Maintenance (in one thread): the reaper every few seconds, the sweeper every minute.
 - ``stop(grace)``: stop claiming, let running tasks finish within ``grace`` seconds, then give the
   rest back to the queue (WAITING, no failure counted) and end.
+- ``alongside``: loops that run with the worker (the PUSH event delivery), started and stopped
+  with it (``start()``, ``stop(grace)``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from vodimg.queue import ClaimedTask, TaskQueue
 
 logger = logging.getLogger("vodimg.worker")
 
+ALONGSIDE_GRACE = 10.0  # seconds the loops alongside get to finish what is in flight
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes of one task (at most two a second)
 
 
@@ -38,7 +41,8 @@ class _Running:
 
 class Worker:
     def __init__(self, queue: TaskQueue, runners: dict, *, slots: int, poll_seconds: float = 0.2,
-                 maintenance: Callable[[], None] | None = None, maintenance_seconds: float = 1.0):
+                 maintenance: Callable[[], None] | None = None, maintenance_seconds: float = 1.0,
+                 alongside: tuple = ()):
         self.queue = queue
         self.runners = runners  # task type -> its runner (``run(task, report)``)
         self.slots = slots
@@ -51,6 +55,7 @@ class Worker:
         self._stopping = threading.Event()  # no more claims
         self._closed = threading.Event()  # leases need no more renewing
         self._threads: list[threading.Thread] = []
+        self._alongside = alongside
 
     def start(self) -> None:
         for index in range(self.slots):
@@ -58,6 +63,8 @@ class Worker:
         self._spawn(self._keep_leases, "vodimg-leases")
         if self._maintenance is not None:
             self._spawn(self._maintain, "vodimg-maintenance")
+        for loop in self._alongside:
+            loop.start()
         logger.info("worker %s: %d slots", self.name, self.slots)
 
     def _spawn(self, target, name: str) -> None:
@@ -83,6 +90,8 @@ class Worker:
             if self.queue.release(task.task_id, task.attempt, failed=False):
                 logger.info("task %s given back to the queue (still running at shutdown)", task.task_id)
         self._closed.set()
+        for loop in self._alongside:  # after the tasks: events of tasks finished while draining go out
+            loop.stop(min(grace, ALONGSIDE_GRACE))
 
     # -- slots ----------------------------------------------------------------------------------
 

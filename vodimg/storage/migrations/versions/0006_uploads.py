@@ -1,7 +1,7 @@
 """upload_sessions (ApplyUpload/CommitUpload), multipart_uploads and multipart_parts (the COS endpoint).
 
 Revision ID: 0006
-Revises: 0004 (chained to 0005, the events migration, when both are merged)
+Revises: 0005
 Create Date: 2026-12-01
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
