@@ -82,6 +82,8 @@ def _submit_and_wait(client, tenant, definition: int, image: str) -> float:
     task_id = client.call_json("ProcessImageAsync", _request(tenant, definition, image))["Response"]["TaskId"]
     while client.call_json("DescribeTaskDetail", {"SubAppId": tenant.sub_app_id, "TaskId": task_id})[
             "Response"]["Status"] != "FINISH":
+        if time.perf_counter() - began > 60:
+            raise RuntimeError(f"task {task_id} did not finish within 60 s")
         time.sleep(0.001)
     return time.perf_counter() - began
 
@@ -108,6 +110,8 @@ def throughput(count: int, workdir: Path, database_url: str | None, label: str) 
             thread.join()
         total = count // clients * clients
         while _finished(database, tenant.sub_app_id) < total:
+            if time.perf_counter() - began > 600:
+                raise RuntimeError("the tasks did not finish within 600 s")
             time.sleep(0.01)
         elapsed = time.perf_counter() - began
     finally:

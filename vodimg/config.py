@@ -17,6 +17,10 @@
 |                  | VODIMG_SUBAPP_ID       | generated               |
 | --public-url     | VODIMG_PUBLIC_URL      | http://HOST:PORT        |
 | --storage-url    | VODIMG_STORAGE_URL     | DATA_DIR/objects        |
+| --s3-endpoint    | VODIMG_S3_ENDPOINT     | AWS_ENDPOINT_URL, else AWS |
+|                  | VODIMG_S3_ADDRESSING   | path with an endpoint, else virtual |
+|                  | VODIMG_S3_PRESIGNED_DOWNLOADS | off (on: files redirect to the bucket) |
+|                  | VODIMG_S3_PRESIGN_SECONDS | 900                  |
 | --engine-processes | VODIMG_ENGINE_PROCESSES | one per core (0: API only) |
 |                  | VODIMG_TASK_LEASE_SECONDS | 60                   |
 |                  | VODIMG_QUEUE_POLL_SECONDS | 0.2                  |
@@ -68,6 +72,10 @@ class Settings:
     signature_window: int = SIGNATURE_WINDOW_SECONDS
     public_url: str | None = None       # None: http://host:port
     storage_url: str | None = None      # None: DATA_DIR/objects
+    s3_endpoint: str | None = None      # None: AWS_ENDPOINT_URL(_S3), else AWS
+    s3_addressing: str | None = None    # path | virtual; None: path with an endpoint, else virtual
+    s3_presigned_downloads: bool = False  # served files answer 302 to a presigned GET
+    s3_presign_seconds: int = 900
     engine_processes: int | None = None  # None: one per core; 0: no worker in this process
     task_lease_seconds: float = 60.0
     queue_poll_seconds: float = 0.2
@@ -116,6 +124,10 @@ class Settings:
             workers=pick("workers", "VODIMG_WORKERS", int, 1),
             public_url=pick("public_url", "VODIMG_PUBLIC_URL", str, None),
             storage_url=pick("storage_url", "VODIMG_STORAGE_URL", str, None),
+            s3_endpoint=pick("s3_endpoint", "VODIMG_S3_ENDPOINT", str, None),
+            s3_addressing=pick("s3_addressing", "VODIMG_S3_ADDRESSING", str, None),
+            s3_presigned_downloads=_on_off(env, "VODIMG_S3_PRESIGNED_DOWNLOADS", False),
+            s3_presign_seconds=pick("s3_presign_seconds", "VODIMG_S3_PRESIGN_SECONDS", int, 900),
             engine_processes=pick("engine_processes", "VODIMG_ENGINE_PROCESSES", int, None),
             task_lease_seconds=pick("task_lease_seconds", "VODIMG_TASK_LEASE_SECONDS", float, 60.0),
             queue_poll_seconds=pick("queue_poll_seconds", "VODIMG_QUEUE_POLL_SECONDS", float, 0.2),
@@ -169,6 +181,17 @@ class Settings:
             raise ConfigError("--public-url (VODIMG_PUBLIC_URL) must start with http:// or https://")
         if self.rate_limit < 0:
             raise ConfigError("--rate-limit (VODIMG_RATE_LIMIT) must be >= 0 (0 switches it off)")
+        self._check_s3()
+
+    def _check_s3(self) -> None:
+        if self.s3_addressing not in (None, "path", "virtual"):
+            raise ConfigError("VODIMG_S3_ADDRESSING must be path or virtual")
+        if self.s3_endpoint is not None and not self.s3_endpoint.startswith(("http://", "https://")):
+            raise ConfigError("--s3-endpoint (VODIMG_S3_ENDPOINT) must start with http:// or https://")
+        if not 1 <= self.s3_presign_seconds <= 604800:
+            raise ConfigError("VODIMG_S3_PRESIGN_SECONDS must be between 1 and 604800 (7 days)")
+        if self.s3_presigned_downloads and not self.storage_location.startswith("s3://"):
+            raise ConfigError("VODIMG_S3_PRESIGNED_DOWNLOADS=on needs an s3:// --storage-url (VODIMG_STORAGE_URL)")
 
 
     @property
@@ -185,6 +208,17 @@ class Settings:
         return self.storage_url or str(self.data_dir / "objects")
 
     @property
+    def s3_options(self):
+        from vodimg.objectstore import S3Options
+
+        return S3Options(endpoint=self.s3_endpoint, addressing=self.s3_addressing)
+
+    @property
+    def presign_seconds(self) -> int | None:
+        """How long a served file's presigned redirect is valid; None: files stream through us."""
+        return self.s3_presign_seconds if self.s3_presigned_downloads else None
+
+    @property
     def engine_process_count(self) -> int:
         if self.engine_processes is not None:
             return self.engine_processes
@@ -196,6 +230,17 @@ def _port(raw: str) -> int:
     if not 0 < port < 65536:
         raise ValueError(raw)
     return port
+
+
+def _on_off(env: Any, var: str, default: bool) -> bool:
+    value = env.get(var, "").strip().lower()
+    if not value:
+        return default
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(f"{var}={value!r}: use on or off")
 
 
 def _auth_from_env(env: Any) -> bool:

@@ -51,7 +51,8 @@ def build_services(settings: Settings, database: Database) -> Services:
         except UrlRefused as refused:
             raise ApiError("InvalidParameterValue.Url", f"Url refused: {refused}") from None
 
-    store = open_store(settings.storage_location)
+    store = open_store(settings.storage_location, settings.s3_options)
+    store.check()  # the start-up check: a missing bucket or a wrong key is an error now, not a 500 later
     queue = TaskQueue(database, lease_seconds=settings.task_lease_seconds)
     templates = TemplateService(database)
     media = MediaService(database)

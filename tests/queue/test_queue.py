@@ -59,6 +59,12 @@ def test_claims_take_the_highest_priority_then_the_oldest(services, app):
     assert services.queue.claim("w", "2026-01-01T00:00:00Z") is None
 
 
+def test_claims_take_only_the_task_types_asked_for(services, app):
+    task_id = _submit(services, app)
+    assert services.queue.claim("w", "2026-01-01T00:00:00Z", ("PullUpload",)) is None
+    assert services.queue.claim("w", "2026-01-01T00:00:00Z", ("PullUpload", "ProcessImageAsync")).task_id == task_id
+
+
 def test_concurrent_claims_never_hand_out_a_task_twice(services, app):
     submitted = {_submit(services, app) for _ in range(40)}
     claimed, lock = [], threading.Lock()

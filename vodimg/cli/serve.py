@@ -21,6 +21,7 @@ from pathlib import Path
 import uvicorn
 
 from vodimg.config import ConfigError, Settings
+from vodimg.objectstore import ObjectStoreError
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 FIRST_KEY_FILE = "first-start-key.json"  # in the data directory
@@ -55,8 +56,10 @@ def register(subparsers) -> None:
                                                       "default 1); the rate limit applies per process")
     parser.add_argument("--public-url", help="base of served file URLs, e.g. https://media.example.com "
                                              "(VODIMG_PUBLIC_URL, default http://HOST:PORT)")
-    parser.add_argument("--storage-url", help="object store: a directory (VODIMG_STORAGE_URL, "
-                                              "default DATA_DIR/objects)")
+    parser.add_argument("--storage-url", help="object store: a directory or s3://bucket/prefix "
+                                              "(VODIMG_STORAGE_URL, default DATA_DIR/objects)")
+    parser.add_argument("--s3-endpoint", help="S3 endpoint URL for an s3:// store (VODIMG_S3_ENDPOINT, "
+                                              "default AWS_ENDPOINT_URL, else AWS)")
     parser.add_argument("--engine-processes", type=int, help="image engine processes of the in-process "
                                                              "worker (VODIMG_ENGINE_PROCESSES, default one per "
                                                              "core; 0: API only)")
@@ -81,6 +84,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"vodimg serve: {error}", file=sys.stderr)
         return 2
     try:
+        _services(settings, database)  # opens and checks the object store
+    except ObjectStoreError as error:
+        print(f"vodimg serve: object store: {error}", file=sys.stderr)
+        database.dispose()
+        return 2
+    try:
         worker = start_worker(settings, database)
     except (OSError, ValueError) as error:
         print(f"vodimg serve: {error}", file=sys.stderr)
@@ -100,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
 def _configure_logging(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level != "debug":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        for name in ("alembic", "botocore", "boto3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def prepare_database(settings: Settings):
@@ -136,7 +146,7 @@ def build_app(settings: Settings, database):
     services = _services(settings, database)
     provider = VodProvider(services.accounts, services.templates, services.tasks, services.events,
                            library=services.library)
-    routes = [CosRoute(services.cos_uploads), *file_routes(services.media.get, services.store)]
+    routes = [CosRoute(services.cos_uploads), *file_routes(services.media.get, services.store, settings.presign_seconds)]
     return create_app(provider, services.accounts, settings, routes=routes)
 
 

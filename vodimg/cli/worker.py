@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from vodimg.config import ConfigError, Settings
+from vodimg.objectstore import ObjectStoreError
 
 
 def register(subparsers) -> None:
@@ -26,6 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--data-dir", type=Path, help="data directory (VODIMG_DATA_DIR, default ./data)")
     parser.add_argument("--database-url", help="the API's database (VODIMG_DATABASE_URL)")
     parser.add_argument("--storage-url", help="the API's object store (VODIMG_STORAGE_URL)")
+    parser.add_argument("--s3-endpoint", help="S3 endpoint URL of an s3:// store, as the API's (VODIMG_S3_ENDPOINT)")
     parser.add_argument("--public-url", help="base of served file URLs, as the API's (VODIMG_PUBLIC_URL)")
     parser.add_argument("--engine-processes", type=int, help="image engine processes (VODIMG_ENGINE_PROCESSES, "
                                                              "default one per core)")
@@ -54,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         started = build_worker(_services(settings, database), processes)
     except (OSError, ValueError) as error:
         print(f"vodimg worker: {error}", file=sys.stderr)
+        return 2
+    except ObjectStoreError as error:
+        print(f"vodimg worker: object store: {error}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,7 +3,8 @@
 One small interface, shaped so that S3 fits it unchanged: flat string keys, streaming reads,
 put-once writes (a key, once written, is never replaced: derived outputs are keyed by their TaskId,
 so a retried write duplicates nothing), delete, and listing by prefix. ``open_store(url)`` picks
-the implementation: a local directory path (the embedded default) or, later, ``s3://bucket/prefix``.
+the implementation: a local directory path (the embedded default) or ``s3://bucket/prefix``
+(``vodimg.objectstore.s3``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 CHUNK_BYTES = 256 * 1024
 
@@ -51,18 +52,36 @@ class ObjectStore(Protocol):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Objects whose key starts with ``prefix``, in key order."""
 
+    def presigned_url(self, key: str, expires: int, content_type: str | None = None) -> str | None:
+        """A URL that serves ``key`` without credentials for ``expires`` seconds; None when the
+        store cannot make one (a local directory)."""
 
-def open_store(url: str | Path) -> ObjectStore:
-    """The store a setting names: a directory path (or ``file://`` URL)."""
+    def check(self) -> None:
+        """The start-up check: the store is reachable and writable (ObjectStoreError says why not)."""
+
+
+@dataclass(frozen=True)
+class S3Options:
+    """Where and how to reach an S3 bucket; None: from the AWS variables (or boto3's defaults)."""
+    endpoint: str | None = None     # e.g. http://127.0.0.1:9000; else AWS_ENDPOINT_URL(_S3), else AWS
+    region: str | None = None       # else AWS_REGION, AWS_DEFAULT_REGION, the profile, us-east-1
+    addressing: str | None = None   # path | virtual; default: path with an endpoint, virtual on AWS
+
+
+def check_key(key: str) -> None:
+    """Keys are "/"-separated names, none of them empty, "." or ".."."""
+    if not key or any(part in ("", ".", "..") for part in key.split("/")):
+        raise ObjectStoreError(f"invalid object key {key!r}")
+
+
+def open_store(url: str | Path, s3_options: S3Options | None = None) -> ObjectStore:
+    """The store a setting names: a directory path (or ``file://`` URL), or ``s3://bucket/prefix``
+    (reached as ``s3_options`` say, by default from the AWS variables)."""
     text = str(url)
     if text.startswith("s3://"):
-        raise ObjectStoreError("s3:// storage is not available in this version; use a directory")
+        from vodimg.objectstore.s3 import S3ObjectStore
+
+        return S3ObjectStore.from_url(text, s3_options or S3Options())
     from vodimg.objectstore.local import LocalObjectStore
 
     return LocalObjectStore(Path(text.removeprefix("file://")))
-
-
-def read_all(chunks: Iterable[bytes] | BinaryIO) -> bytes:
-    if hasattr(chunks, "read"):
-        return chunks.read()
-    return b"".join(chunks)

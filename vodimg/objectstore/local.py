@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from vodimg.objectstore import CHUNK_BYTES, NoSuchObject, ObjectInfo, ObjectStoreError
+from vodimg.objectstore import CHUNK_BYTES, NoSuchObject, ObjectInfo, ObjectStoreError, check_key
 
 TEMP_PREFIX = ".tmp-"
 
@@ -26,8 +26,9 @@ class LocalObjectStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
+        check_key(key)
         parts = key.split("/")
-        if not key or any(part in ("", ".", "..") or part.startswith(TEMP_PREFIX) for part in parts):
+        if any(part.startswith(TEMP_PREFIX) for part in parts):
             raise ObjectStoreError(f"invalid object key {key!r}")
         return self.root.joinpath(*parts)
 
@@ -80,16 +81,14 @@ class LocalObjectStore:
             pass
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        for directory, subdirs, files in os.walk(self.root):
-            subdirs.sort()
-            relative = os.path.relpath(directory, self.root)
-            base = "" if relative == "." else relative.replace(os.sep, "/") + "/"
-            for name in sorted(files):
-                key = base + name
-                if name.startswith(TEMP_PREFIX) or not key.startswith(prefix):
-                    continue
-                stat = os.stat(os.path.join(directory, name))
-                yield ObjectInfo(key, stat.st_size, stat.st_mtime)
+        return _walk(self.root, "", prefix)
+
+    def presigned_url(self, key: str, expires: int, content_type: str | None = None) -> None:
+        return None  # served files stream from here
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise ObjectStoreError(f"object store directory {self.root} is not writable")
 
     def remove_stale_temporaries(self, older_than_seconds: float = 3600) -> int:
         """Delete temporary files a crashed writer left behind; returns how many."""
@@ -101,6 +100,21 @@ class LocalObjectStore:
                     os.unlink(path)
                     removed += 1
         return removed
+
+
+def _walk(directory: Path, base: str, prefix: str) -> Iterator[ObjectInfo]:
+    """Files under ``directory`` in key order: a subdirectory ``d`` sorts as its keys ``d/...`` do."""
+    with os.scandir(directory) as scan:
+        entries = sorted(((entry.name + "/" if entry.is_dir() else entry.name), entry) for entry in scan)
+    for name, entry in entries:
+        key = base + name
+        if name.startswith(TEMP_PREFIX) or not (key.startswith(prefix) or prefix.startswith(key)):
+            continue
+        if name.endswith("/"):
+            yield from _walk(Path(entry.path), key, prefix)
+        elif key.startswith(prefix):
+            stat = entry.stat()
+            yield ObjectInfo(key, stat.st_size, stat.st_mtime)
 
 
 def _chunks(handle, start: int, end: int | None) -> Iterator[bytes]:

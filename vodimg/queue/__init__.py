@@ -68,8 +68,9 @@ def _claim_statement(task_types: tuple[str, ...] | None):
     concurrent claims take different tasks without waiting (SQLite ignores the clause: its single
     writer serialises claims)."""
     waiting = sa.select(tasks.c.seq).where(tasks.c.status == WAITING)
-    if task_types:
-        waiting = waiting.where(tasks.c.task_type.in_([sa.literal(kind, literal_execute=True) for kind in task_types]))
+    if task_types:  # our own type names (letters only), written into the SQL compiled once
+        assert all(kind.isalpha() for kind in task_types)
+        waiting = waiting.where(tasks.c.task_type.in_([sa.literal_column(f"'{kind}'") for kind in task_types]))
     first = (waiting.order_by(tasks.c.priority.desc(), tasks.c.seq).limit(1)
              .with_for_update(skip_locked=True).scalar_subquery())
     return (

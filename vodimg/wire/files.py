@@ -2,8 +2,10 @@
 
 The bytes stream from the object store; ``ETag`` is the file's MD5, ``Range`` gives 206 (one range),
 ``If-None-Match`` 304. A deleted, expired or unknown file, or a path that names another
-application, answers 404. Nothing here looks at pixels: the Content-Type was recorded when the file
-was made.
+application, answers 404. With presigned downloads on (``VODIMG_S3_PRESIGNED_DOWNLOADS``), a GET
+that would stream answers 302 to a presigned URL of the bucket instead (the client sends its
+``Range`` there); HEAD, 304 and 404 stay answered here. Nothing here looks at pixels: the
+Content-Type was recorded when the file was made.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 CACHE_CONTROL = "public, max-age=3600"
+REDIRECT_CACHE_CONTROL = "private, no-store"  # a presigned URL expires: caches must not keep it
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def file_routes(lookup, store) -> list[Route]:
-    """``lookup(sub_app_id, file_id)`` gives a ``MediaFile`` or None; ``store`` holds the bytes."""
+def file_routes(lookup, store, presign_seconds: int | None = None) -> list[Route]:
+    """``lookup(sub_app_id, file_id)`` gives a ``MediaFile`` or None; ``store`` holds the bytes;
+    ``presign_seconds``: redirect GETs to presigned URLs valid that long (None: stream)."""
 
     async def serve(request: Request) -> Response:
         params = request.path_params
@@ -38,6 +42,12 @@ def file_routes(lookup, store) -> list[Route]:
                    "Cache-Control": CACHE_CONTROL, "Accept-Ranges": "bytes"}
         if _matches(request.headers.get("if-none-match"), file.md5):
             return Response(status_code=304, headers=headers)
+        if presign_seconds is not None and request.method == "GET":
+            location = await run_in_threadpool(store.presigned_url, file.storage_key, presign_seconds,
+                                               file.content_type)
+            if location is not None:
+                return Response(status_code=302, headers={"Location": location, "ETag": headers["ETag"],
+                                                          "Cache-Control": REDIRECT_CACHE_CONTROL})
         start, end, status = 0, info.size, 200
         wanted = request.headers.get("range", "").strip()
         if _RANGE.match(wanted):  # anything else (e.g. several ranges) gets the whole file
@@ -50,7 +60,7 @@ def file_routes(lookup, store) -> list[Route]:
         headers["Content-Length"] = str(end - start)
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers, media_type=file.content_type)
-        chunks = store.open(file.storage_key, start, end)
+        chunks = await run_in_threadpool(store.open, file.storage_key, start, end)
         return StreamingResponse(chunks, status_code=status, headers=headers, media_type=file.content_type)
 
     return [Route("/files/{sub_app_id}/{file_id}/{name}", serve, methods=["GET", "HEAD"])]
