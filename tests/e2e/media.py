@@ -77,6 +77,13 @@ def wait_pull(tenant, task_id: str, timeout: float = 60.0) -> dict:
 
 
 def objects_under(server, prefix: str) -> list[str]:
+    """The object-store keys under ``prefix``: in the server's S3 bucket (``server.s3``: the S3
+    server, bucket and key prefix) or its local directory."""
+    s3 = getattr(server, "s3", None)
+    if s3 is not None:
+        s3_server, bucket, base = s3
+        listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{base}/{prefix}")
+        return sorted(item["Key"].removeprefix(f"{base}/") for item in listed.get("Contents", []))
     root = server.data_dir / "objects"
     return sorted(str(path.relative_to(root)) for path in (root / prefix).rglob("*")
                   if path.is_file()) if (root / prefix).exists() else []

@@ -1,5 +1,5 @@
 """The media library end to end with the official clients against ``vodimg serve`` on loopback, on
-SQLite and PostgreSQL: ApplyUpload, the upload with ``cos-python-sdk-v5`` (``put_object`` and the
+SQLite and PostgreSQL with a local object store, and on SQLite with S3 storage (moto's server): ApplyUpload, the upload with ``cos-python-sdk-v5`` (``put_object`` and the
 multipart ``upload_file``), CommitUpload, PullUpload, DescribeMediaInfos, DeleteMedia, the events,
 and every bad input of the issue, each with its documented error and nothing stored changed.
 """
@@ -42,16 +42,23 @@ def images():
     host.stop()
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "s3"])
 def media_server(request, tmp_path_factory):
-    database_url, schema = None, None
+    database_url, schema, s3 = None, None, None
+    extra_args = ["--engine-processes", "1"]
+    extra_env = {"VODIMG_URL_ALLOW": "127.0.0.2/32", "VODIMG_URL_TIMEOUT_SECONDS": "2",
+                 "VODIMG_MAX_INPUT_BYTES": str(MAX_INPUT_BYTES)}
     if request.param == "postgres":
         schema = fresh_postgres_schema(request.getfixturevalue("postgres_server_url"), "vodimg_media")
         database_url = schema.__enter__()
+    if request.param == "s3":
+        moto_s3 = request.getfixturevalue("moto_s3")
+        s3 = (moto_s3, moto_s3.new_bucket(), "media")
+        extra_args += ["--storage-url", f"s3://{s3[1]}/{s3[2]}"]
+        extra_env.update(moto_s3.environment())
     server = started(tmp_path_factory.mktemp(f"media-{request.param}") / "data", database_url=database_url,
-                     extra_args=("--engine-processes", "1"),
-                     extra_env={"VODIMG_URL_ALLOW": "127.0.0.2/32", "VODIMG_URL_TIMEOUT_SECONDS": "2",
-                                "VODIMG_MAX_INPUT_BYTES": str(MAX_INPUT_BYTES)})
+                     extra_args=tuple(extra_args), extra_env=extra_env)
+    server.s3 = s3
     yield server
     server.stop()
     server.close_accounts()
