@@ -247,9 +247,12 @@ def test_commit_before_the_upload_then_twice(media_server, tenant):
     applied = apply(tenant)
     assert _sdk_error(lambda: commit(tenant, applied)).get_code() == "FailedOperation"
     put(media_server, applied, small_photo_jpeg())
-    commit(tenant, applied)
+    committed = commit(tenant, applied)
     assert _sdk_error(lambda: commit(tenant, applied)).get_code() == "InvalidParameterValue.VodSessionKey"
     assert _media_count(media_server, tenant.sub_app_id) == 1
+    late = _cos_error(lambda: put(media_server, applied, small_photo_png()))  # the credential is still valid
+    assert (late.get_error_code(), late.get_status_code()) == ("AccessDenied", 403)
+    assert httpx.get(committed["MediaUrl"]).content == small_photo_jpeg()
 
 
 def test_commit_with_another_applications_forged_or_expired_key(media_server, tenant):

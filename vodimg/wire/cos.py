@@ -103,6 +103,8 @@ class CosRoute(BaseRoute):
             return _xml(_list_uploads_xml(session, uploads))
         if path[1:] != session.storage_path:
             raise CosError("AccessDenied", f"This credential may write /{session.storage_path} only.")
+        if session.file_id is not None and method in ("PUT", "POST"):  # refused before any byte is read
+            raise CosError("AccessDenied", "This upload was already committed (CommitUpload); apply for a new one.")
         if method == "PUT":
             return await self._put(request, session, params)
         if method == "POST" and "uploads" in params:
