@@ -16,9 +16,9 @@ Which upscaler each type runs (measured in ``bench/quality_sr.py``, see docs/eng
 - ``hq``: SPAN x2 on clean lossless sources (the sharpest; trained on clean bicubic-downscaled
   photos). On JPEG or noisy sources, where SPAN falls below bicubic, ``lq``'s levels averaged
   with their run on the mirrored image (a self-ensemble: never below ``lq``, twice its cost).
-- ``super``: the mean of SPAN x2 and waifu2x photo x2 denoise level 0. SPAN alone is best on clean
-  bicubic-downscaled sources but weak on box-downscaled or JPEG sources, where waifu2x wins; the
-  mean keeps most of SPAN's gain on the former and most of waifu2x's on the latter.
+- ``super``: on clean lossless sources the mean of SPAN x2 and waifu2x photo x2 denoise level 0
+  (SPAN alone is best on clean bicubic-downscaled sources but weak on box-downscaled ones, where
+  waifu2x wins; the mean keeps most of each one's gain); on JPEG or noisy sources as ``hq``.
 - ``standard``: learned edge-adaptive filters on luminance over bicubic, chroma bicubic (the fast
   path: under half a second per input megapixel).
 
@@ -51,7 +51,7 @@ DENOISE_STRENGTHS: tuple[tuple[int, ...], ...] = ((0,), (0, 1), (2, 3), (3,))
 # (lowest estimated JPEG quality, strength index); lossless sources count as quality 100.
 QUALITY_STRENGTH = ((90, 0), (80, 1), (70, 2), (0, 3))
 # (lowest noise estimate, strength index): real noise needs the strongest levels whatever the file.
-NOISE_STRENGTH = ((9.0, 3), (6.0, 2), (0.0, 0))
+NOISE_STRENGTH = ((7.0, 3), (4.5, 2), (0.0, 0))
 
 Upscaler = Callable[[np.ndarray, Callable[[float], None], Callable[[], None]], np.ndarray]
 
@@ -81,7 +81,7 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     sr_type = _basic_type(options)
     target = Size(frame.width * 2, frame.height * 2)
     check_output_pixels(target, ctx)
-    return upscale_to(frame, target, basic_upscaler(sr_type, frame, ctx), ctx)
+    return upscale_to(frame, target, upscaler_for(sr_type, frame, ctx), ctx)
 
 
 def apply_advanced(frame: Frame, options: dict, ctx: StepContext) -> Frame:
@@ -90,7 +90,7 @@ def apply_advanced(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     target = target_size(frame.width, frame.height, options)
     check_output_side(target)
     check_output_pixels(target, ctx)
-    return upscale_to(frame, target, ADVANCED_UPSCALERS[sr_type], ctx)
+    return upscale_to(frame, target, upscaler_for(sr_type, frame, ctx), ctx)
 
 
 BASIC_TYPES = ("lq", "hq")
@@ -194,19 +194,26 @@ def denoise_levels(quality: int, sigma: float) -> tuple[int, ...]:
     return DENOISE_STRENGTHS[max(by_quality, by_noise)]
 
 
-def basic_upscaler(sr_type: str, frame: Frame, ctx: StepContext) -> Upscaler:
-    """What SuperResolution runs on this source (docs/engine-superres.md, "Compressed sources").
+def upscaler_for(sr_type: str, frame: Frame, ctx: StepContext) -> Upscaler:
+    """What ``sr_type`` runs on this source (docs/engine-superres.md, "Compressed sources").
 
     ``lq``: the mean of the waifu2x photo levels ``denoise_levels`` picks from the file's JPEG
-    quality and the frame's noise estimate. ``hq``: SPAN on clean lossless sources, where it is
-    by far the sharpest; elsewhere (SPAN falls below bicubic on JPEG sources) ``lq``'s levels
-    with a mirrored self-ensemble: at least ``lq``'s quality, at twice its cost.
+    quality and the frame's noise estimate. ``hq`` and ``super`` on clean lossless sources: SPAN,
+    by far the sharpest there, alone or averaged with waifu2x level 0. On JPEG or noisy sources,
+    where SPAN falls below bicubic, both run ``lq``'s levels with a mirrored self-ensemble: at
+    least ``lq``'s quality, at twice its cost. ``standard``: the learned filters, whatever the source.
     """
+    if sr_type == "standard":
+        return _filters_x2
     levels = denoise_levels(ctx.source_quality, estimate_sigma(frame.bgr))
-    clean = ctx.source_quality >= codec.LOSSLESS_QUALITY and levels == DENOISE_STRENGTHS[0]
-    if sr_type == "hq" and clean:
+    waifu2x = [ncnn_model.waifu2x_photo(level) for level in levels]
+    if sr_type == "lq":
+        return _models_x2(*waifu2x)
+    if ctx.source_quality < codec.LOSSLESS_QUALITY or levels != DENOISE_STRENGTHS[0]:
+        return _models_x2(*waifu2x, mirrored=True)
+    if sr_type == "hq":
         return _models_x2(ncnn_model.SPAN_X2)
-    return _models_x2(*(ncnn_model.waifu2x_photo(level) for level in levels), mirrored=sr_type == "hq")
+    return _models_x2(ncnn_model.SPAN_X2, ncnn_model.waifu2x_photo(0))
 
 
 def _models_x2(*specs: ncnn_model.ModelSpec, mirrored: bool = False) -> Upscaler:
@@ -222,12 +229,6 @@ def _models_x2(*specs: ncnn_model.ModelSpec, mirrored: bool = False) -> Upscaler
 
 def _filters_x2(bgr: np.ndarray, progress: Callable[[float], None], check_deadline: Callable[[], None]) -> np.ndarray:
     return filter_sr.upscale_x2(bgr, progress=progress, check_deadline=check_deadline)
-
-
-ADVANCED_UPSCALERS: dict[str, Upscaler] = {
-    "super": _models_x2(ncnn_model.SPAN_X2, ncnn_model.waifu2x_photo(0)),
-    "standard": _filters_x2,
-}
 
 
 def upscale_to(frame: Frame, target: Size, upscaler: Upscaler, ctx: StepContext) -> Frame:
