@@ -282,6 +282,13 @@ def test_output_is_deterministic(hr_crop):
         first = run_advanced(low, Type=sr_type).bgr
         second = run_advanced(low.copy(), Type=sr_type).bgr
         assert np.array_equal(first, second), sr_type
+    frame, quality = compressed_half(hr_crop, 75)  # the compressed-source paths: blends, ensembles
+    for sr_type in ("lq", "hq"):
+        first, second = (
+            superres.apply(Frame(bgr=frame.bgr.copy()), {"Switch": "ON", "Type": sr_type}, StepContext(source_quality=quality)).bgr
+            for _ in range(2)
+        )
+        assert np.array_equal(first, second), sr_type
 
 
 @pytest.mark.parametrize("spec", [ncnn_model.SPAN_X2, ncnn_model.waifu2x_photo(None)], ids=lambda s: s.name)
