@@ -256,7 +256,8 @@ def test_hq_and_super_on_a_compressed_photo_beat_lq_and_their_clean_source_choic
 def test_the_pipeline_hands_the_source_quality_to_super_resolution(hr_crop):
     small = cv2.resize(hr_crop, (96, 96), interpolation=cv2.INTER_AREA)
     data = encode(small, ".jpg", 50)
-    configure = {"EncodeConfig": {"Format": "PNG"}, "EnhanceConfig": {"SuperResolution": {"Switch": "ON", "Type": "lq"}}}
+    lq_on = {"SuperResolution": {"Switch": "ON", "Type": "lq"}}
+    configure = {"EncodeConfig": {"Format": "PNG"}, "EnhanceConfig": lq_on}
     result = cv2.imdecode(np.frombuffer(process_image(data, configure).data, np.uint8), cv2.IMREAD_COLOR)
     frame = codec.decode(data, Limits()).frame
     told = superres.apply(frame, {"Switch": "ON", "Type": "lq"}, StepContext(source_quality=50)).bgr
@@ -284,9 +285,9 @@ def test_output_is_deterministic(hr_crop):
         assert np.array_equal(first, second), sr_type
     frame, quality = compressed_half(hr_crop, 75)  # the compressed-source paths: blends, ensembles
     for sr_type in ("lq", "hq"):
+        ctx = StepContext(source_quality=quality)
         first, second = (
-            superres.apply(Frame(bgr=frame.bgr.copy()), {"Switch": "ON", "Type": sr_type}, StepContext(source_quality=quality)).bgr
-            for _ in range(2)
+            superres.apply(Frame(bgr=frame.bgr.copy()), {"Switch": "ON", "Type": sr_type}, ctx).bgr for _ in range(2)
         )
         assert np.array_equal(first, second), sr_type
 

@@ -222,7 +222,9 @@ def _models_x2(*specs: ncnn_model.ModelSpec, mirrored: bool = False) -> Upscaler
 
     def run(bgr: np.ndarray, progress: Callable[[float], None], check_deadline: Callable[[], None]) -> np.ndarray:
         models = [ncnn_model.load_model(spec) for spec in specs]
-        return ncnn_model.run_tiled_mean(models, bgr, progress=progress, check_deadline=check_deadline, mirrored=mirrored)
+        return ncnn_model.run_tiled_mean(
+            models, bgr, progress=progress, check_deadline=check_deadline, mirrored=mirrored
+        )
 
     return run
 
