@@ -23,6 +23,12 @@ def block_after(heading: str, index: int = 0) -> str:
     return shell_blocks(section)[index]
 
 
+def python_blocks(heading: str) -> list[str]:
+    """The ```python blocks of the README section ``## heading``."""
+    section = README.read_text("utf-8").split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
 def wrapper_commands() -> list[str]:
     """Each README command (in a block or in inline code) that starts with scripts/vodimg,
     without its comment."""

@@ -195,3 +195,21 @@ def test_the_sweeper_removes_expired_media_and_its_bytes(services, app):
     assert services.store.head("outputs/x.png") is None
     with services.database.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(media)).scalar() == 0
+
+
+def test_the_sweeper_removes_finished_tasks_older_than_3_days_and_their_input(services, app):
+    from vodimg.domain.tasks import TASK_RETENTION_MS, input_key
+
+    old, recent = _submit(services, app), _submit(services, app)
+    with services.database.write() as conn:
+        conn.execute(tasks.update().values(status=FINISH))
+        conn.execute(tasks.update().where(tasks.c.task_id == old).values(
+            created_ms=tasks.c.created_ms - TASK_RETENTION_MS - 1000))
+    maintenance = Maintenance(services.database, services.store, services.queue, {}, session_window_ms=1000)
+    assert maintenance.sweep()["tasks"] == 1
+    with services.database.read() as conn:
+        assert [row[0] for row in conn.execute(sa.select(tasks.c.task_id))] == [recent]
+    assert services.store.head(input_key(old)) is None and services.store.head(input_key(recent)) is not None
+    with pytest.raises(ApiError) as gone:
+        services.tasks.detail(app, old)
+    assert gone.value.code == "InvalidParameterValue.TaskId"

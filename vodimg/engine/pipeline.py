@@ -149,6 +149,7 @@ def run(
             deadline=deadline,
             progress=tracker.for_unit(index),
             max_output_pixels=limits.max_output_pixels,
+            source_quality=source.quality,
         )
         frame = _checked(function(frame, step.options, ctx), step.spec)
         _check_output_pixels(frame, limits)

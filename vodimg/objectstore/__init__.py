@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 CHUNK_BYTES = 256 * 1024
 
@@ -85,9 +85,3 @@ def open_store(url: str | Path, s3_options: S3Options | None = None) -> ObjectSt
     from vodimg.objectstore.local import LocalObjectStore
 
     return LocalObjectStore(Path(text.removeprefix("file://")))
-
-
-def read_all(chunks: Iterable[bytes] | BinaryIO) -> bytes:
-    if hasattr(chunks, "read"):
-        return chunks.read()
-    return b"".join(chunks)

@@ -101,9 +101,9 @@ class ImageTaskRunner:
         except EngineCrashed as crashed:
             raise Retry(f"the image engine crashed: {crashed}") from None
         except InvalidConfig as error:
-            raise TaskFailed(ERR_PARAMETERS, _with_warnings(f"The template cannot be applied: {error}", error)) from None
+            raise TaskFailed(ERR_PARAMETERS, _quoting_warnings(f"The template cannot be applied: {error}", error)) from None
         except EngineError as error:
-            raise TaskFailed(ERR_SOURCE, _with_warnings(f"The image cannot be processed: {error}", error)) from None
+            raise TaskFailed(ERR_SOURCE, _quoting_warnings(f"The image cannot be processed: {error}", error)) from None
         image = result.image
         extension, container, content_type = FORMATS[image.format]
         key = f"outputs/{task.sub_app_id}/{task.task_id}.{extension}"
@@ -190,6 +190,7 @@ def _default_name(task: ClaimedTask, shown_input: dict) -> str:
     return task.task_id.rsplit("-", 1)[-1][:32]
 
 
-def _with_warnings(message: str, error: Exception) -> str:
+def _quoting_warnings(message: str, error: Exception) -> str:
+    """``message`` with the decoder's own warnings on this image, which often say what is wrong."""
     warnings = getattr(error, "warnings", ())
     return f"{message} (decoder said: {'; '.join(warnings)})" if warnings else message

@@ -4,18 +4,15 @@ ascending. The index of 0003 ran both ascending, which no scan can read in the c
 and Sort, measured at 20000 WAITING tasks in bench/scaling.py); now the claim reads one index entry.
 
 Revision ID: 0007
-Revises: 0006 (the upload sessions) where that revision exists, else 0005
+Revises: 0006
 Create Date: 2026-12-01
 """
-
-from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-# Written beside the media library's 0006 on another branch: chained to it once both are merged.
-down_revision = "0006" if any(Path(__file__).parent.glob("0006_*.py")) else "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
