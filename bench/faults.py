@@ -7,20 +7,25 @@ port in a temporary directory: the machine's own server is left alone), moto's S
 scale-out deployment (``--apis`` API-only ``vodimg serve`` processes and ``--workers`` ``vodimg
 worker`` processes, tests/e2e/cluster.py). Then, all at once:
 
-- submits ``--tasks`` ProcessImageAsync tasks through random API processes: three templates, inputs
-  by Base64, by Url (an image host on 127.0.0.2) and by FileId (an earlier task's output), half of
-  them of an application in PULL mode and half of one in PUSH mode (a receiver on 127.0.0.2
-  answering 200). Each carries a unique SessionId, so a submission whose answer was lost (its API
-  process killed) is retried safely: a repeat is refused with InvalidParameterValue.SessionId;
+- submits ``--tasks`` tasks through random API processes: ProcessImageAsync with three templates and
+  inputs by Base64, by Url (an image host on 127.0.0.2) and by FileId (an earlier task's output),
+  one in ten a PullUpload, and one upload (ApplyUpload, the COS PUT, CommitUpload) per 20 tasks;
+  half of them of an application in PULL mode and half of one in PUSH mode (a receiver on
+  127.0.0.2 answering 200; upload events switched on for both). Each task carries a unique
+  SessionId, so a submission whose answer was lost (its API process killed) is retried safely: a
+  repeat is refused with InvalidParameterValue.SessionId;
 - pulls and confirms the PULL application's events through random API processes;
 - kills a random API or worker process with kill -9 every ``--every`` seconds (``--kills`` in all)
   and starts it again, and restarts PostgreSQL once (``pg_ctl restart -m immediate``: a crash).
 
 Then it waits until every task is FINISH and every event is delivered, and checks: each
 submission made exactly one task, FINISH exactly once (one completion event; no task lost); one
-output object and one media row per successful task; no orphan objects (every object under
-``outputs/`` has its media row, nothing under ``inputs/`` is left); every event pulled and confirmed
-(PULL) or posted with a 2xx (PUSH), none twice after a confirmation or a 2xx. It prints the table.
+output object and one media row per successful task, one media row per committed upload; no
+orphan objects (every object under ``outputs/`` and ``pulls/`` has its media row, every row its
+object, nothing under ``inputs/`` is left); every event (task completions, PullComplete,
+NewFileUpload) pulled and confirmed (PULL) or posted with a 2xx (PUSH), none twice after a
+confirmation or a 2xx. It prints the table. Upload objects a killed API process left uncommitted
+are noted, not counted: the sweeper removes them with their session an hour after ApplyUpload.
 The short run of the test suite (tests/e2e/test_faults.py) uses ``run()`` with 100 tasks and 5 kills.
 """
 
@@ -51,6 +56,14 @@ from tests.e2e.server import free_port
 from tests.e2e.tasks import small_photo_jpeg, small_photo_png
 
 COMPLETE = "ProcessImageAsyncCompleteEvent"
+# What an event is about: its type's member and the identifier in it.
+EVENT_SUBJECT = {COMPLETE: (COMPLETE, "TaskId"), "PullComplete": ("PullCompleteEvent", "TaskId"),
+                 "NewFileUpload": ("FileUploadEvent", "FileId")}
+
+
+def event_subject(event: dict) -> str:
+    member, name = EVENT_SUBJECT[event["EventType"]]
+    return event[member][name]
 TEMPLATES = ({"EncodeConfig": {"Format": "PNG"}},
              {"EncodeConfig": {"Format": "JPEG", "Quality": 80}},
              {"EnhanceConfig": {"ColorEnhance": {"Switch": "ON", "Type": "weak"},
@@ -134,6 +147,7 @@ class Postgres:
 @dataclass
 class Report:
     tasks: int = 0
+    uploads: int = 0
     kills: int = 0
     pg_restarts: int = 0
     lost: int = 0  # submissions without a FINISHed task, or FINISHed without a completion event row history
@@ -146,9 +160,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
     def table(self) -> str:
-        head = ("tasks", "kills", "PostgreSQL restarts", "lost", "duplicated", "failed (ErrCode)", "orphaned",
+        head = ("tasks", "uploads", "kills", "PostgreSQL restarts", "lost", "duplicated", "failed (ErrCode)", "orphaned",
                 "events missing", "events duplicated", "seconds")
-        values = (self.tasks, self.kills, self.pg_restarts, self.lost, self.duplicated, self.failed, self.orphaned,
+        values = (self.tasks, self.uploads, self.kills, self.pg_restarts, self.lost, self.duplicated, self.failed, self.orphaned,
                   self.events_missing, self.events_duplicated, f"{self.seconds:.0f}")
         return ("| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n| "
                 + " | ".join(str(value) for value in values) + " |")
@@ -169,6 +183,7 @@ class _Run:
         self.confirmed: Counter = Counter()  # TaskId -> confirmed pulls
         self.pulled_after_confirm: Counter = Counter()
         self.submitting_done = threading.Event()
+        self.uploads_done = 0
         self.stop_pulling = threading.Event()
 
     # -- set-up -----------------------------------------------------------------------------------
@@ -191,7 +206,8 @@ class _Run:
         self.tenant = tenant
         tenant.call("ModifyEventConfig", {"SubAppId": self.push_app, "Mode": "PUSH",
                                           "NotificationUrl": self.receiver.url(f"/push-{self.push_app}"),
-                                          "SignKey": "FaultKey1"})
+                                          "SignKey": "FaultKey1", "UploadMediaCompleteEventSwitch": "ON"})
+        tenant.call("ModifyEventConfig", {"SubAppId": self.pull_app, "UploadMediaCompleteEventSwitch": "ON"})
         self.definitions = {app: [self._call("CreateProcessImageAsyncTemplate", {
             "SubAppId": app, "Name": f"t{index}", "ProcessImageConfigure": configure})["Definition"]
             for index, configure in enumerate(TEMPLATES)] for app in (self.pull_app, self.push_app)}
@@ -246,13 +262,50 @@ class _Run:
             request["FileId"] = self.seed_files[app]
         return request
 
+    def upload(self, index: int) -> None:
+        """ApplyUpload, the COS PUT (official COS SDK) and CommitUpload, each through a random API
+        process and retried while processes die; a repeated commit whose first answer was lost
+        counts as done."""
+        from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
+        from tests.e2e.media import cos_client
+
+        app = (self.pull_app, self.push_app)[index % 2]
+        data = small_photo_jpeg(40 + index % 24)
+        while True:
+            applied = self._call("ApplyUpload", {"SubAppId": app, "MediaType": "jpg", "MediaName": f"u{index}"})
+            server = self.cluster.apis[self.random.randrange(len(self.cluster.apis))]
+            try:
+                cos_client(server, applied).put_object(Bucket=applied["StorageBucket"],
+                                                       Key=applied["MediaStoragePath"], Body=data)
+            except Exception:  # noqa: BLE001 - that API process died: a new session on another
+                time.sleep(0.2)
+                continue
+            try:
+                self._call("CommitUpload", {"SubAppId": app, "VodSessionKey": applied["VodSessionKey"]},
+                           retry_on=("InvalidParameterValue.VodSessionKey",))
+            except TencentCloudSDKException as error:
+                if error.code != "InvalidParameterValue.VodSessionKey":
+                    raise
+            with self.lock:
+                self.uploads_done += 1
+            return
+
+    def _pull_request(self, index: int) -> dict:
+        app = (self.pull_app, self.push_app)[index % 2]
+        return {"SubAppId": app, "MediaUrl": self.images.url("/photo.jpg"), "MediaName": f"p{index}",
+                "SessionId": f"s{index}", "SessionContext": f"c{index}"}
+
     def submit_all(self, clients: int = 4) -> None:
         from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
         def share(indexes) -> None:
             for index in indexes:
+                if index % 20 == 7:
+                    self.upload(index)
+                action, request = ("PullUpload", self._pull_request(index)) if index % 10 == 3 else \
+                    ("ProcessImageAsync", self._request(index))
                 try:
-                    task_id = self._call("ProcessImageAsync", self._request(index),
+                    task_id = self._call(action, request,
                                          retry_on=("InvalidParameterValue.SessionId",))["TaskId"]
                 except TencentCloudSDKException as error:
                     if error.code != "InvalidParameterValue.SessionId":
@@ -280,7 +333,7 @@ class _Run:
             found = answer.get("EventSet") or []
             if not found:
                 continue
-            task_ids = [event[COMPLETE]["TaskId"] for event in found]
+            task_ids = [event_subject(event) for event in found]
             with self.lock:
                 for task_id in task_ids:
                     if self.confirmed[task_id]:
@@ -336,7 +389,7 @@ class _Run:
         with self.database.read() as conn:
             rows = conn.execute(sa.select(tasks.c.task_id, tasks.c.session_id, tasks.c.status, tasks.c.err_code,
                                           tasks.c.output, tasks.c.sub_app_id)).all()
-            media_rows = conn.execute(sa.select(media.c.file_id, media.c.storage_key)).all()
+            media_rows = conn.execute(sa.select(media.c.file_id, media.c.storage_key, media.c.sub_app_id)).all()
         by_session = Counter(row.session_id for row in rows if row.session_id)
         report = self.report
         report.duplicated += sum(count - 1 for count in by_session.values() if count > 1)
@@ -346,32 +399,40 @@ class _Run:
         report.failed = sum(1 for row in rows if row.status == "FINISH" and row.err_code != 0)
         # One output object and one media row per successful task, and nothing else stored.
         keys = {item.key for item in self._objects()}
-        media_keys = Counter(key for _file, key in media_rows)
-        expected = set()
+        media_keys = Counter(key for _file, key, _app in media_rows)
         for row in succeeded:
-            own = [key for key in media_keys if f"/{row.task_id}." in key]
-            expected.update(own)
+            own = [key for key in media_keys if f"/{row.task_id}." in key or key.endswith(f"/{row.task_id}")]
             if len(own) != 1 or media_keys[own[0]] != 1:
                 report.duplicated += abs(len(own) - 1) or 1
-        report.orphaned += len({key for key in keys if key.startswith("outputs/")} - set(media_keys))
+        derived = {key for key in keys if key.startswith(("outputs/", "pulls/"))}
+        report.orphaned += len(derived - set(media_keys))  # outputs and pulled files without their row
         report.orphaned += len(set(media_keys) - keys)  # rows whose object is missing
         report.orphaned += len([key for key in keys if key.startswith("inputs/")])
+        uploaded = [key for key in media_keys if key.startswith("uploads/")]
+        report.lost += max(0, self.uploads_done - len(uploaded))
+        report.duplicated += max(0, len(uploaded) - self.uploads_done)
+        leftovers = {key for key in keys if key.startswith("uploads/")} - set(media_keys)
+        if leftovers:  # a put retried after its API process died: swept with its session after an hour
+            report.notes.append(f"{len(leftovers)} uncommitted upload objects (removed by the sweeper with "
+                                "their upload session, an hour after ApplyUpload)")
         # Events: every task's completion event once, by PULL (confirmed) or PUSH (a 2xx).
-        pushed = Counter(body[COMPLETE]["TaskId"] for body in self.receiver.bodies(f"/push-{self.push_app}")
-                         if body.get("EventType") == COMPLETE)
-        for row in rows:
-            mode = "PUSH" if row.sub_app_id == self.push_app else "PULL"
-            delivered = pushed[row.task_id] if mode == "PUSH" else self.confirmed[row.task_id]
+        pushed = Counter(event_subject(body) for body in self.receiver.bodies(f"/push-{self.push_app}"))
+        subjects = [(row.sub_app_id, row.task_id) for row in rows]
+        subjects += [(app, file_id) for file_id, key, app in media_rows if key.startswith("uploads/")]
+        for sub_app_id, subject in subjects:
+            mode = "PUSH" if sub_app_id == self.push_app else "PULL"
+            delivered = pushed[subject] if mode == "PUSH" else self.confirmed[subject]
             if delivered == 0:
                 report.events_missing += 1
-                report.notes.append(f"{mode} event of {row.task_id} never delivered")
+                report.notes.append(f"{mode} event of {subject} never delivered")
             if delivered > 1:
                 report.events_duplicated += delivered - 1
-                report.notes.append(f"{mode} event of {row.task_id} delivered {delivered} times")
+                report.notes.append(f"{mode} event of {subject} delivered {delivered} times")
         for task_id, times in self.pulled_after_confirm.items():
             report.events_duplicated += times
             report.notes.append(f"PULL event of {task_id} pulled {times} more times after its confirmation")
         report.tasks = len(self.submitted) - len(self.seed_files)
+        report.uploads = self.uploads_done
 
     def _objects(self):
         from vodimg.objectstore import open_store
