@@ -92,9 +92,15 @@ def _as_server_user() -> list[str]:
     """initdb and postgres refuse to run as root: as root, run them as the ``postgres`` user."""
     if os.geteuid() != 0:
         return []
+    import pwd
+
     runuser = shutil.which("runuser")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        runuser = None
     if runuser is None:
-        raise Unavailable("running as root, and runuser (to run PostgreSQL as 'postgres') is missing")
+        raise Unavailable("running as root, and runuser or the user 'postgres' (to run PostgreSQL as) is missing")
     return [runuser, "-u", "postgres", "--"]
 
 

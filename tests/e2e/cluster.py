@@ -156,6 +156,7 @@ def cluster_api(request, root: Path, prefix: str, extra_env: dict[str, str]):
             cluster.start(apis=2, workers=2, engine_processes=1)
             server = cluster.apis[1]
             server.cluster = cluster
+            server.s3 = (moto, bucket, "media")  # as the media tests' S3 server describes its bucket
             yield server
         finally:
             cluster.stop()

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from bench.faults import Unavailable, postgres_bin, run
+from bench.faults import Unavailable, _as_server_user, postgres_bin, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 def test_kill_9_and_a_postgres_restart_lose_and_duplicate_nothing(tmp_path, moto_s3):
     try:
         postgres_bin()
+        _as_server_user()
     except Unavailable as missing:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{missing} (CI=true: PostgreSQL is required)")

@@ -25,6 +25,7 @@ from tests.e2e.media import (
     MAX_INPUT_BYTES, apply, commit, cos_client, database, events_of, noisy_png, objects_under, put,
     switch_events_on, upload, wait_pull,
 )
+from tests.e2e.cluster import cluster_api
 from tests.e2e.server import started
 from tests.e2e.tasks import small_photo_jpeg, small_photo_png, submit, wait_finished
 from vodimg.domain.presets import PRESETS
@@ -42,12 +43,17 @@ def images():
     host.stop()
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "s3"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "s3",
+                                        pytest.param("cluster", marks=pytest.mark.postgres)])
 def media_server(request, tmp_path_factory):
     database_url, schema, s3 = None, None, None
     extra_args = ["--engine-processes", "1"]
     extra_env = {"VODIMG_URL_ALLOW": "127.0.0.2/32", "VODIMG_URL_TIMEOUT_SECONDS": "2",
                  "VODIMG_MAX_INPUT_BYTES": str(MAX_INPUT_BYTES)}
+    if request.param == "cluster":  # PostgreSQL + S3 + 2 API-only processes + 2 workers (tests/e2e/cluster.py)
+        with cluster_api(request, tmp_path_factory.mktemp("media-cluster"), "vodimg_media_cluster", extra_env) as server:
+            yield server
+        return
     if request.param == "postgres":
         schema = fresh_postgres_schema(request.getfixturevalue("postgres_server_url"), "vodimg_media")
         database_url = schema.__enter__()

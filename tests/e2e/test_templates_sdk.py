@@ -283,3 +283,25 @@ def test_templates_survive_a_restart(e2e_server, tenant):
     e2e_server.start()
     assert describe_one(tenant, definition) == before
     assert create(tenant) > definition
+
+
+def test_a_change_through_one_api_process_is_seen_through_the_other_at_once(e2e_server, tenant):
+    """Each API process caches an application's templates; a change made through another process
+    (bumping the application's templates_version) must never be answered from a stale cache."""
+    cluster = getattr(e2e_server, "cluster", None)
+    if cluster is None:
+        pytest.skip("needs two API processes (the cluster parameter)")
+    other = cluster.on(tenant, 0)  # the first API process; ``tenant`` talks to the second
+
+    def names_on(who) -> dict:
+        answer = who.call(DESCRIBE, {"SubAppId": tenant.sub_app_id, "Limit": 100})
+        return {item["Definition"]: item["Name"] for item in answer["ProcessImageAsyncTemplateSet"]
+                if item["Type"] == "Custom"}
+
+    definition = create(tenant, Name="before")
+    assert names_on(other)[definition] == "before"  # fills the other process's cache
+    tenant.call("ModifyProcessImageAsyncTemplate", {"SubAppId": tenant.sub_app_id, "Definition": definition,
+                                                    "Name": "after"})
+    assert names_on(other)[definition] == "after"
+    other.call("DeleteProcessImageAsyncTemplate", {"SubAppId": tenant.sub_app_id, "Definition": definition})
+    assert definition not in names_on(tenant)
