@@ -1,16 +1,22 @@
-"""Engine quality: super-resolution (Y-PSNR/SSIM against bicubic and Lanczos) and denoise
-(PSNR against tuned non-local means), one after the other.
+"""Engine quality, one after the other, each with its goal and the baseline measured in the same
+run: super-resolution (Y-PSNR/SSIM against bicubic and Lanczos), ImageQualityEnhance on JPEG
+artefacts (against waifu2x's photo denoisers at x1; writes bench/out/jpeg_artefacts.png), denoise
+on Gaussian and camera noise (against tuned non-local means), FaceEnhance's face gain at sigma 20.
 
     python -m bench.quality [--quick]
 """
 
-from bench import quality_denoise, quality_sr
+from bench import quality_denoise, quality_face, quality_jpeg, quality_sr
 
 
 def main() -> None:
     quality_sr.main()  # reads --quick from the command line
     print()
+    quality_jpeg.main()  # reads --out from the command line
+    print()
     quality_denoise.main()
+    print()
+    quality_face.main()
 
 
 if __name__ == "__main__":
