@@ -41,7 +41,7 @@ BLOCK = 8
 DETAIL_HELD_BACK = 0.75  # share of the detail boost withheld at artefact level 1
 CLEAN_BLOCKINESS, HEAVY_BLOCKINESS = 1.12, 1.7  # artefact level 0 .. 1 across this range
 # strong's learned artefact removal: share 0 .. 1 across this blockiness range (JPEG quality 90
-# reads 1.03-1.09 on the test photos, quality 70 1.19-1.32, quality 50 1.33-1.49)
+# reads 1.03-1.09 on scikit-image's photos, quality 70 1.19-1.32, quality 50 1.33-1.49)
 LEARNED_FROM, LEARNED_FULL = 1.10, 1.18
 LEARNED_NOISE_LEVEL = 3  # waifu2x photo denoiser 3, its strongest: best at quality 30-50 (measured 0-3)
 # After it, blocks left at this artefact level or above (JPEG quality 15 or less) also get the
