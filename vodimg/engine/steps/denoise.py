@@ -59,10 +59,11 @@ MAP_SMOOTHING = 2.0  # Gaussian sigma (px) of the brightness the noise map is re
 # +0.09 dB at 0.15, 0.00 at 0.25, -0.2 at 0.35 (it helps most photos and costs the smoothest).
 STRONG_NLM_SHARE = 0.15
 STRONG_NLM_H = 0.5
-NLM_REACH = 13  # px: NL-means' search radius 10 + patch radius 3 (tiles need this much context)
 
 TILE = 512  # core tile edge, pixels; a multiple of ALIGN
-MARGIN = 48  # context around each tile, so tiles join without seams; a multiple of ALIGN
+# context around each tile, so tiles join without seams (more than NL-means' 13 px reach: search
+# radius 10 plus patch radius 3); a multiple of ALIGN
+MARGIN = 48
 BORDER = 16  # mirrored border around the image: the network sees context at the edges too
 ALIGN = 8  # the network halves the resolution three times
 
@@ -259,7 +260,7 @@ def _network(rgb: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:
 
 def _nlm(rgb: np.ndarray, h: float) -> np.ndarray:
     """OpenCV's colour non-local means (7 px patches, 21 px search) on an RGB 0..1 window; the
-    window's MARGIN covers its NLM_REACH, so tiles match a whole-image run."""
+    window's MARGIN covers its reach, so tiles match a whole-image run."""
     bgr = cv2.cvtColor(np.rint(rgb * 255.0).astype(np.uint8), cv2.COLOR_RGB2BGR)  # exact: from uint8
     smoothed = cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21)  # works in Lab, wants BGR
     return cv2.cvtColor(smoothed, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0

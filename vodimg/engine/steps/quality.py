@@ -17,8 +17,8 @@ Method, on luma Y and chroma Cr/Cb separately (YCrCb):
 (``learned_share``): waifu2x's strongest photo denoiser (trained on JPEG artefacts; x2, then
 area-averaged back to the size, mean of the image's and its mirror image's runs), which gains
 1.0-1.9 dB over the decoded JPEG at quality 30-50 where the classical steps gain under 0.7. The
-classical steps then run with their artefact level, detail and contrast scaled down by that share,
-so a JPEG's restoration is not traded back for crispness, while a clean image is still sharpened.
+classical steps then run with detail and contrast scaled down by that share, so a JPEG's
+restoration is not traded back for crispness, while a clean image is still sharpened.
 
 Options: ``Type`` ``weak`` | ``normal`` | ``strong`` (default ``weak``).
 """
