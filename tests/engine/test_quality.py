@@ -119,3 +119,12 @@ def test_unknown_type_is_a_clear_error():
     with pytest.raises(InvalidConfig) as error:
         quality.apply(Frame(bgr=photo("chelsea")), {"Switch": "ON", "Type": "vivid"}, StepContext())
     assert str(error.value) == "ImageQualityEnhance.Type must be weak, normal or strong, not 'vivid'"
+
+
+def test_learned_removal_in_bands_matches_one_band():
+    """Bands join without seams: at most a level's rounding apart (as waifu2x's own tiles)."""
+    compressed = jpeg(photo("coffee")[:150, :120], 30)
+    whole = quality.learned_artefact_removal(compressed, StepContext(), band_rows=1000)
+    banded = quality.learned_artefact_removal(compressed, StepContext(), band_rows=40)
+    assert np.abs(whole - banded).max() <= 1.0
+    assert np.mean(whole != banded) < 0.002

@@ -47,7 +47,9 @@ LEARNED_NOISE_LEVEL = 3  # waifu2x photo denoiser 3, its strongest: best at qual
 # After it, blocks left at this artefact level or above (JPEG quality 15 or less) also get the
 # classical deblocking and deringing: +0.05-0.3 dB there.
 RESIDUAL_LEVEL = 0.3
-LEARNED_TILE = 128  # input px per waifu2x tile (bounded memory; progress between tiles)
+LEARNED_TILE = 128  # input px per waifu2x tile
+LEARNED_BAND_ROWS = 256  # rows per band (bounded memory; progress and deadline between bands)
+LEARNED_CONTEXT = 8  # rows of context per band: waifu2x's UpConv7 sees 7 px each side
 
 
 @dataclass(frozen=True)
@@ -112,17 +114,27 @@ def learned_share(gray: np.ndarray) -> float:
     return float(np.clip((blockiness(gray) - LEARNED_FROM) / (LEARNED_FULL - LEARNED_FROM), 0.0, 1.0))
 
 
-def learned_artefact_removal(bgr: np.ndarray, ctx: StepContext) -> np.ndarray:
+def learned_artefact_removal(bgr: np.ndarray, ctx: StepContext, band_rows: int = LEARNED_BAND_ROWS) -> np.ndarray:
     """waifu2x photo x2 with its JPEG-trained denoiser, area-averaged back to the input size; the
-    mean of the runs on the image and on its mirror image (test-time augmentation, +0.02-0.06 dB)."""
+    mean of the runs on the image and on its mirror image (test-time augmentation, +0.02-0.06 dB).
+    Float32 BGR. Run in bands of ``band_rows`` rows, each with LEARNED_CONTEXT rows of context, so
+    the x2 image never exists whole (memory stays about the input's size); bands join without
+    seams (within a level's rounding, like waifu2x's own tiles)."""
     model = ncnn_model.load_model(ncnn_model.waifu2x_photo(LEARNED_NOISE_LEVEL))
     h, w = bgr.shape[:2]
-    runs = []
+    out = np.zeros((h, w, 3), np.float32)
+    bands = ncnn_model.tile_grid(h, band_rows)
     for index, image in enumerate((bgr, np.ascontiguousarray(bgr[:, ::-1]))):
-        progress = lambda fraction, start=index: ctx.progress((start + fraction) / 2.0)  # noqa: E731
-        upscaled = ncnn_model.run_tiled(model, image, LEARNED_TILE, progress, ctx.check_deadline)
-        runs.append(cv2.resize(upscaled, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32))
-    return (runs[0] + runs[1][:, ::-1]) / 2.0
+        for done, (y0, y1) in enumerate(bands):
+            ctx.check_deadline()
+            top, bottom = max(0, y0 - LEARNED_CONTEXT), min(h, y1 + LEARNED_CONTEXT)
+            upscaled = ncnn_model.run_tiled(model, image[top:bottom], LEARNED_TILE)
+            core = upscaled[2 * (y0 - top) : 2 * (y1 - top)]
+            half = cv2.resize(core, (w, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32)
+            out[y0:y1] += half if index == 0 else half[:, ::-1]
+            ctx.progress((index * len(bands) + done + 1) / (2 * len(bands)))
+    out *= 0.5
+    return out
 
 
 def _scaled(strength: Strength, keep: float) -> Strength:
