@@ -88,8 +88,11 @@ def enhance(bgr: np.ndarray, strength: Strength, ctx: StepContext | None = None)
         share = learned_share(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
         if share > 0.0:
             restored = learned_artefact_removal(bgr, ctx)
-            mixed = bgr.astype(np.float32) + share * (restored - bgr.astype(np.float32))
-            bgr = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+            if share < 1.0:  # blend towards the input, in place (large images: no temporaries)
+                np.subtract(restored, bgr, out=restored)
+                restored *= share
+                np.add(restored, bgr, out=restored)
+            bgr = np.clip(np.rint(restored, out=restored), 0, 255, out=restored).astype(np.uint8)
             if share == 1.0 and artefact_level(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)) < RESIDUAL_LEVEL:
                 return bgr  # the classical removal would cost 0.05-0.2 dB here (YCrCb round trip)
             strength = _scaled(strength, 1.0 - share)
