@@ -77,7 +77,9 @@ def _stored_outputs(server, sub_app_id: int) -> list[str]:
 
 
 def test_kill_9_during_a_batch_then_restart_finishes_every_task_exactly_once(tmp_path):
-    server = started(tmp_path / "data", extra_args=("--engine-processes", "2"))
+    # A short lease: the killed service's tasks are taken again soon after the restart.
+    server = started(tmp_path / "data", extra_args=("--engine-processes", "2"),
+                     extra_env={"VODIMG_TASK_LEASE_SECONDS": "3"})
     try:
         tenant = server.new_tenant()
         definition = create_template(tenant, QUICKISH)
