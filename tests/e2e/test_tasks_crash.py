@@ -187,7 +187,7 @@ def test_an_image_over_the_time_limit_is_stopped_and_the_next_task_runs(tmp_path
         quick = submit(tenant, create_template(tenant, {"EncodeConfig": {"Format": "PNG"}}), Base64=b64(small_photo_png()))
         answer, _ = wait_finished(tenant, slow, timeout=60)
         task = answer["ProcessImageAsyncTask"]
-        assert task["ErrCode"] == 60000 and "time limit" in task["Message"], task["Message"]
+        assert task["ErrCode"] == 60000 and "longer than the limit" in task["Message"], task["Message"]
         assert wait_finished(tenant, quick)[0]["ProcessImageAsyncTask"]["ErrCode"] == 0
     finally:
         server.stop()

@@ -49,4 +49,4 @@ class StepContext:
 
     def check_deadline(self) -> None:
         if time.monotonic() > self.deadline:
-            raise ProcessingTimeout("processing time limit exceeded")
+            raise ProcessingTimeout("processing took longer than the limit (VODIMG_MAX_SECONDS)")
