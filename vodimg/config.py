@@ -12,6 +12,8 @@
 | --rate-limit     | VODIMG_RATE_LIMIT      | 20 (per second, 0 = off)|
 | --no-auth        | VODIMG_AUTH=off        | authentication on       |
 | --workers        | VODIMG_WORKERS         | 1 (API processes)       |
+|                  | VODIMG_HEADER_TIMEOUT  | 10 (seconds for a head) |
+|                  | VODIMG_MAX_CONNECTIONS | 1024 (per API process)  |
 |                  | VODIMG_SECRET_ID       | generated on first start|
 |                  | VODIMG_SECRET_KEY      |                         |
 |                  | VODIMG_SUBAPP_ID       | generated               |
@@ -28,6 +30,13 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_PORT = 9000
 DEFAULT_RATE_LIMIT = 20.0
 SIGNATURE_WINDOW_SECONDS = 300
+# Time to send a complete request head, and open connections per API process (see
+# vodimg/wire/http_limits.py, which also holds the head size limits). One idle connection costs
+# about 10 KB of server memory and one file descriptor: 1024 keeps a process inside the common
+# descriptor limit (1024 soft, raised at start when the hard limit allows) and a few MB of memory,
+# while serving far more concurrent clients than the process answers (about a millisecond each).
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 1024
 
 
 class ConfigError(ValueError):
@@ -51,6 +60,8 @@ class Settings:
     workers: int = 1                    # API processes sharing the listening sockets
     max_body_bytes: int = MAX_BODY_BYTES
     signature_window: int = SIGNATURE_WINDOW_SECONDS
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds to send a complete request head
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # open connections per API process
 
     @classmethod
     def from_env_and_args(cls, args: Any = None, env: dict[str, str] | None = None) -> "Settings":
@@ -84,6 +95,8 @@ class Settings:
             rate_limit=pick("rate_limit", "VODIMG_RATE_LIMIT", float, DEFAULT_RATE_LIMIT),
             auth=not getattr(args, "no_auth", False) and _auth_from_env(env),
             workers=pick("workers", "VODIMG_WORKERS", int, 1),
+            header_timeout=pick("header_timeout", "VODIMG_HEADER_TIMEOUT", float, DEFAULT_HEADER_TIMEOUT),
+            max_connections=pick("max_connections", "VODIMG_MAX_CONNECTIONS", int, DEFAULT_MAX_CONNECTIONS),
         )
         settings.check()
         return settings
@@ -102,6 +115,10 @@ class Settings:
             raise ConfigError("--tls-port must differ from --port")
         if not 1 <= self.workers <= 64:
             raise ConfigError("--workers (VODIMG_WORKERS) must be between 1 and 64")
+        if not 0 < self.header_timeout <= 3600:
+            raise ConfigError("--header-timeout (VODIMG_HEADER_TIMEOUT) must be more than 0 and at most 3600 seconds")
+        if not 1 <= self.max_connections <= 1_000_000:
+            raise ConfigError("--max-connections (VODIMG_MAX_CONNECTIONS) must be between 1 and 1000000")
         if self.rate_limit < 0:
             raise ConfigError("--rate-limit (VODIMG_RATE_LIMIT) must be >= 0 (0 switches it off)")
 
