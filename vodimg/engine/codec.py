@@ -13,6 +13,7 @@ or metadata are written, so the bytes are a pure function of the pixels and the 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
@@ -20,13 +21,14 @@ import struct
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import cv2
 import numpy as np
 from PIL import Image, ImageCms, JpegImagePlugin, UnidentifiedImageError
 
 from vodimg.engine.errors import InvalidImage, LimitExceeded, UnsupportedImage
-from vodimg.engine.frame import Frame
+from vodimg.engine.frame import Frame, strips_of
 from vodimg.engine.limits import Limits
 
 # Pillow format name -> our source format name. Only these decoders are ever tried.
@@ -71,6 +73,17 @@ class DecodedImage:
 
 
 @dataclass(frozen=True)
+class ImageHeader:
+    """What the header says, before any pixel is decoded."""
+
+    width: int  # upright: after the EXIF orientation
+    height: int
+    format: str  # SOURCE_FORMATS value
+    has_alpha: bool
+    decoder: str  # "opencv" or "pillow": which one will decode the pixels
+
+
+@dataclass(frozen=True)
 class EncodeSettings:
     format: str  # one of OUTPUT_FORMATS
     quality: int  # 1-100; used by JPEG and lossy WebP
@@ -82,24 +95,55 @@ class EncodeSettings:
 # Decode
 
 
-def decode(data: bytes, limits: Limits) -> DecodedImage:
-    """Bytes to an sRGB BGR Frame, upright, with alpha kept apart. Raises EngineError subclasses."""
+def decode(data: bytes, limits: Limits,
+           before_pixels: Callable[[ImageHeader], None] | None = None) -> DecodedImage:
+    """Bytes to an sRGB BGR Frame, upright, with alpha kept apart. ``before_pixels(header)`` runs
+    once the header is read and checked, before any pixel is decoded (it may raise to refuse the
+    image). Raises EngineError subclasses."""
+    with _quiet_pillow():
+        return _decode(data, limits, before_pixels)
+
+
+def read_header(data: bytes, limits: Limits) -> ImageHeader:
+    """The header of an image, checked against the limits as ``decode`` checks it; no pixel is
+    decoded. Raises EngineError subclasses."""
+    with _quiet_pillow():
+        return _header(data, _open_checked(data, limits))
+
+
+@contextlib.contextmanager
+def _quiet_pillow():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's remarks on hostile files: the errors say enough
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return _decode(data, limits)
+        yield
 
 
-def _decode(data: bytes, limits: Limits) -> DecodedImage:
+def _open_checked(data: bytes, limits: Limits) -> Image.Image:
     if len(data) > limits.max_input_bytes:
         raise LimitExceeded(
             f"the image file is {len(data)} bytes, more than the limit of {limits.max_input_bytes}"
         )
     im = _open_header(data, limits)
+    _refuse_multi_frame(im, SOURCE_FORMATS[im.format])
+    return im
+
+
+def _header(data: bytes, im: Image.Image) -> ImageHeader:
+    turned = _orientation(im) in (5, 6, 7, 8)
+    width, height = (im.height, im.width) if turned else (im.width, im.height)
+    return ImageHeader(width, height, SOURCE_FORMATS[im.format], _has_alpha(im),
+                       "opencv" if _opencv_can_decode(im, data) else "pillow")
+
+
+def _decode(data: bytes, limits: Limits, before_pixels) -> DecodedImage:
+    im = _open_checked(data, limits)
     source_format = SOURCE_FORMATS[im.format]
-    _refuse_multi_frame(im, source_format)
+    header = _header(data, im)
+    if before_pixels is not None:
+        before_pixels(header)
     orientation = _orientation(im)
-    if _opencv_can_decode(im, data):
+    if header.decoder == "opencv":
         frame = _decode_with_opencv(data, _has_alpha(im))
         if frame is None:  # OpenCV found the pixel data corrupt: let Pillow say why
             frame = _decode_with_pillow(im)
@@ -460,9 +504,15 @@ def flatten_on_white(frame: Frame) -> np.ndarray:
     """Composite over white: out = (c * a + 255 * (255 - a)) / 255, rounded."""
     if frame.alpha is None:
         return frame.bgr
-    alpha = frame.alpha.astype(np.uint32)[..., None]
-    mixed = frame.bgr.astype(np.uint32) * alpha + 255 * (255 - alpha) + 127
-    return (mixed // 255).astype(np.uint8)
+    out = np.empty_like(frame.bgr)
+    for _, rows, _ in strips_of(frame.bgr):  # strips bound the temporaries
+        # uint16 holds the largest sum, 255 * 255 + 127
+        alpha = frame.alpha[rows, :, None].astype(np.uint16)
+        mixed = frame.bgr[rows].astype(np.uint16) * alpha
+        mixed += 255 * (255 - alpha) + 127
+        mixed //= 255
+        out[rows] = mixed
+    return out
 
 
 def _encode_webp(frame: Frame, settings: EncodeSettings) -> bytes:
@@ -470,9 +520,9 @@ def _encode_webp(frame: Frame, settings: EncodeSettings) -> bytes:
         return _imencode(".webp", _with_alpha(frame), [cv2.IMWRITE_WEBP_QUALITY, settings.quality])
     size = (frame.width, frame.height)
     if frame.alpha is None:
-        image = Image.frombuffer("RGB", size, frame.bgr.tobytes(), "raw", "BGR", 0, 1)
+        image = Image.frombuffer("RGB", size, np.ascontiguousarray(frame.bgr), "raw", "BGR", 0, 1)
     else:
-        image = Image.frombuffer("RGBA", size, _with_alpha(frame).tobytes(), "raw", "BGRA", 0, 1)
+        image = Image.frombuffer("RGBA", size, _with_alpha(frame), "raw", "BGRA", 0, 1)
     out = io.BytesIO()
     image.save(out, "WEBP", lossless=True, method=WEBP_LOSSLESS_METHOD, quality=WEBP_LOSSLESS_EFFORT, exact=False)
     return out.getvalue()

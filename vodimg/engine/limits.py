@@ -16,6 +16,7 @@ ENV_VARS = {
     "VODIMG_MAX_INPUT_PIXELS": ("max_input_pixels", int),
     "VODIMG_MAX_OUTPUT_PIXELS": ("max_output_pixels", int),
     "VODIMG_MAX_SECONDS": ("max_seconds", float),
+    "VODIMG_MAX_MEMORY_BYTES": ("max_memory_bytes", int),
 }
 
 
@@ -32,6 +33,8 @@ class Limits:
     max_output_pixels: int = 8192 * 8192
     # Wall-clock seconds for one image, decode to encode.
     max_seconds: float = 300.0
+    # Working memory for one image (decoded pixels and every step's temporaries): 2 GiB.
+    max_memory_bytes: int = 2 * 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for item in fields(self):

@@ -15,9 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from vodimg.engine import codec
+from vodimg.engine import codec, memory
 from vodimg.engine.errors import InvalidConfig, LimitExceeded, ProcessingTimeout
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import Frame, StepContext, map_strips
 from vodimg.engine.limits import Limits
 
 STEP_PACKAGE = "vodimg.engine.steps"
@@ -30,6 +30,14 @@ class StepSpec:
     weight: float  # share of the progress bar, roughly its cost
     switch_default: str = "OFF"  # the spec's default for a Switch left out of a given object
     function: str = "apply"  # the module's entry point for this capability
+    # Peak working memory while the step runs, input and output frames included, in bytes per
+    # output pixel (a BGR frame is 3): measured by ``python -m bench.memory`` on 7000x7000
+    # inputs and rounded up; vodimg/engine/memory.py estimates an image's need from these.
+    memory: float = 9.0
+    # Set when each output pixel depends only on input pixels at most this many rows away and on
+    # nothing global: the pipeline then runs the step on strips (frame.map_strips), bounding its
+    # temporaries. tests/engine/test_memory.py checks that strips give the same pixels.
+    halo: int | None = None
 
 
 # The order the steps run in. A capability runs only when its object is given and its Switch
@@ -41,8 +49,10 @@ ENHANCE_STEPS = (
     StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, "ON", "apply_advanced"),
     StepSpec("quality", "EnhanceConfig.ImageQualityEnhance", 8),
     StepSpec("face", "EnhanceConfig.FaceEnhance", 8),
-    StepSpec("color", "EnhanceConfig.ColorEnhance", 2),
-    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2),
+    # per pixel (HSV curves)
+    StepSpec("color", "EnhanceConfig.ColorEnhance", 2, halo=0),
+    # 5x5 Gaussian and 3x3 min/max of luma: 2 rows of context
+    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2, halo=2),
     StepSpec("beauty", "BeautyConfig", 5),
     StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON"),
 )
@@ -139,9 +149,10 @@ def run(
         [DECODE_WEIGHT] + [step.spec.weight for step in steps] + [ENCODE_WEIGHT], progress
     )
 
-    source = codec.decode(data, limits)
+    source = codec.decode(data, limits, lambda header: memory.check(header, steps, limits))
     settings = codec.output_settings(source, (configure or {}).get("EncodeConfig"))
     frame = source.frame
+    del source  # the decoded frame lives only as long as a step needs it
     tracker.at(0, 1.0)
     for index, (step, function) in enumerate(zip(steps, functions), start=1):
         _check_deadline(deadline, limits, f"before {step.spec.capability}")
@@ -150,7 +161,7 @@ def run(
             progress=tracker.for_unit(index),
             max_output_pixels=limits.max_output_pixels,
         )
-        frame = _checked(function(frame, step.options, ctx), step.spec)
+        frame = _checked(_run_step(step, function, frame, ctx), step.spec)
         _check_output_pixels(frame, limits)
         tracker.at(index, 1.0)
 
@@ -159,6 +170,14 @@ def run(
     encoded = codec.encode(frame, settings)
     tracker.at(len(steps) + 1, 1.0)
     return ProcessedImage(encoded, settings.format, frame.width, frame.height, len(encoded))
+
+
+def _run_step(step: PlannedStep, function, frame: Frame, ctx: StepContext) -> Frame:
+    """The step on the whole frame, or strip by strip when it is local (``StepSpec.halo``)."""
+    if step.spec.halo is None:
+        return function(frame, step.options, ctx)
+    bgr = map_strips(frame.bgr, lambda strip: function(Frame(strip), step.options, ctx).bgr, step.spec.halo)
+    return Frame(bgr, frame.alpha)
 
 
 def _check_deadline(deadline: float, limits: Limits, where: str) -> None:

@@ -120,10 +120,10 @@ def _block_sample(bgr: np.ndarray, sample_pixels: int) -> tuple[np.ndarray, np.n
 
 
 def denoise(bgr: np.ndarray, sigma: float, ctx: StepContext, tile: int = TILE) -> np.ndarray:
-    """Run the network at noise level ``sigma`` (0-255 scale) over the image, tile by tile."""
+    """Run the network at noise level ``sigma`` (0-255 scale) over the image, tile by tile. Only
+    tiles are ever float: the padded input and the output stay 8-bit (bounded memory)."""
     h, w = bgr.shape[:2]
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
-    padded = _pad_for_network(rgb)
+    padded = _pad_for_network(bgr)
     out = np.empty_like(padded)
     hp, wp = padded.shape[:2]
     cores = [(y, x) for y in range(0, hp, tile) for x in range(0, wp, tile)]
@@ -131,32 +131,32 @@ def denoise(bgr: np.ndarray, sigma: float, ctx: StepContext, tile: int = TILE) -
         ctx.check_deadline()
         _denoise_tile(padded, out, y, x, tile, sigma)
         ctx.progress((done + 1) / len(cores))
-    result = out[BORDER : BORDER + h, BORDER : BORDER + w]
-    result = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(cv2.cvtColor(result, cv2.COLOR_RGB2BGR))
+    return np.ascontiguousarray(out[BORDER : BORDER + h, BORDER : BORDER + w])
 
 
-def _pad_for_network(rgb: np.ndarray) -> np.ndarray:
+def _pad_for_network(image: np.ndarray) -> np.ndarray:
     """Mirror BORDER pixels all round, then up to a multiple of ALIGN at bottom and right."""
-    h, w = rgb.shape[:2]
+    h, w = image.shape[:2]
     extra_h = -(h + 2 * BORDER) % ALIGN
     extra_w = -(w + 2 * BORDER) % ALIGN
     pads = ((BORDER, BORDER + extra_h), (BORDER, BORDER + extra_w), (0, 0))
-    return np.pad(rgb, pads, mode="symmetric")
+    return np.pad(image, pads, mode="symmetric")
 
 
 def _denoise_tile(src: np.ndarray, dst: np.ndarray, y: int, x: int, tile: int, sigma: float) -> None:
+    """One tile of the uint8 BGR ``src`` into ``dst``; the network takes RGB in 0-1."""
     hp, wp = src.shape[:2]
     y1, x1 = min(y + tile, hp), min(x + tile, wp)
     # Window with context; every bound is a multiple of ALIGN because tile, MARGIN and the
     # padded size are.
     wy0, wx0 = max(y - MARGIN, 0), max(x - MARGIN, 0)
     wy1, wx1 = min(y1 + MARGIN, hp), min(x1 + MARGIN, wp)
-    window = src[wy0:wy1, wx0:wx1]
+    window = src[wy0:wy1, wx0:wx1, ::-1].astype(np.float32) / 255.0
     noisy = np.ascontiguousarray(window.transpose(2, 0, 1)[None])
     sigma_map = np.full((1, 1) + window.shape[:2], sigma / 255.0, np.float32)
     denoised = _session().run(None, {"noisy": noisy, "sigma": sigma_map})[0][0].transpose(1, 2, 0)
-    dst[y:y1, x:x1] = denoised[y - wy0 : y1 - wy0, x - wx0 : x1 - wx0]
+    core = denoised[y - wy0 : y1 - wy0, x - wx0 : x1 - wx0, ::-1]
+    dst[y:y1, x:x1] = np.clip(np.rint(core * 255.0), 0, 255)
 
 
 @lru_cache(maxsize=1)

@@ -100,8 +100,10 @@ def enhance_face(image: np.ndarray, face: FaceBox, intensity: float) -> None:
     blocky = is_blocky(crop, x0 % 8, y0 % 8)
     restored = _restore_at_work_size(crop, local_face, blocky)
     mask = _ellipse_mask(crop.shape[:2], (cx - x0, cy - y0), (ax, ay)) * intensity
-    blended = crop.astype(np.float32) + (restored - crop.astype(np.float32)) * mask[..., None]
-    image[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    restored -= crop  # crop + (restored - crop) * mask, in place (same arithmetic, no copies)
+    restored *= mask[..., None]
+    restored += crop
+    image[y0:y1, x0:x1] = np.clip(np.rint(restored, out=restored), 0, 255, out=restored)
 
 
 def _restore_at_work_size(crop: np.ndarray, face: FaceBox, blocky: bool) -> np.ndarray:
@@ -114,7 +116,9 @@ def _restore_at_work_size(crop: np.ndarray, face: FaceBox, blocky: bool) -> np.n
     small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
     change = restore_face_crop(small, _scale_face(face, size[0] / width, size[1] / height), blocky)
     change -= small.astype(np.float32)
-    return crop.astype(np.float32) + cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
+    restored = cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
+    restored += crop  # crop + change, in place
+    return restored
 
 
 def restore_face_crop(crop: np.ndarray, face: FaceBox, blocky: bool) -> np.ndarray:
@@ -358,7 +362,8 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
 
 def _ellipse_mask(shape: tuple[int, int], centre: tuple[float, float], axes: tuple[float, float]) -> np.ndarray:
     """1 inside, smooth (cosine) fall to exactly 0 at the ellipse's rim and beyond."""
-    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    ys = np.arange(shape[0], dtype=np.float32)[:, None]  # broadcast: no full-size coordinate grids
+    xs = np.arange(shape[1], dtype=np.float32)[None, :]
     radius = np.sqrt(((xs - centre[0]) / axes[0]) ** 2 + ((ys - centre[1]) / axes[1]) ** 2)
     t = np.clip((1.0 - radius) / FEATHER_FRACTION, 0.0, 1.0)
     return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from vodimg.engine.steps import chosen_type
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import Frame, RowUpscaler, StepContext, strips_of
 
 MAP_SIDE = 256  # the illumination map is estimated at this size (longer side)
 GUIDED_RADIUS = 6  # in map pixels
@@ -32,13 +32,23 @@ NO_OP_GAIN = 1.02  # below this largest gain the image counts as already bright
 
 def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     chosen_type(options, "LowLightEnhance", ("normal",), "normal")
-    b, g, r = (cv2.extractChannel(frame.bgr, i) for i in range(3))  # cv2.split is slower in OpenCV 5
-    peak = cv2.max(cv2.max(b, g), r)  # brightest channel: the illumination bound per pixel
+    peak = brightest_channel(frame.bgr)  # the illumination bound per pixel
     gain = illumination_gain(peak)
     if gain is None:
         return frame
-    gain = cv2.min(gain, cv2.LUT(peak, GAIN_LUT))
-    return Frame(bgr=cv2.multiply(frame.bgr, cv2.merge([gain, gain, gain]), dtype=cv2.CV_8U), alpha=frame.alpha)
+    out = np.empty_like(frame.bgr)
+    for _, rows, _ in strips_of(frame.bgr):  # full-size float maps only a strip at a time
+        strip_gain = cv2.min(gain.rows(rows), cv2.LUT(peak[rows], GAIN_LUT))
+        out[rows] = cv2.multiply(frame.bgr[rows], cv2.merge([strip_gain] * 3), dtype=cv2.CV_8U)
+    return Frame(bgr=out, alpha=frame.alpha)
+
+
+def brightest_channel(bgr: np.ndarray) -> np.ndarray:
+    peak = np.empty(bgr.shape[:2], np.uint8)
+    for _, rows, _ in strips_of(bgr):
+        b, g, r = (cv2.extractChannel(bgr[rows], i) for i in range(3))  # cv2.split is slower in OpenCV 5
+        peak[rows] = cv2.max(cv2.max(b, g), r)
+    return peak
 
 
 def _gain_curve() -> np.ndarray:
@@ -53,9 +63,9 @@ def _gain_curve() -> np.ndarray:
 GAIN_LUT = _gain_curve()
 
 
-def illumination_gain(peak: np.ndarray) -> np.ndarray | None:
-    """Gain g(T) per pixel (float32, H x W) from the brightest-channel image ``peak`` (uint8),
-    or None when the image is already bright."""
+def illumination_gain(peak: np.ndarray) -> RowUpscaler | None:
+    """Gain g(T) per pixel (float32, upscaled a strip at a time) from the brightest-channel image
+    ``peak`` (uint8), or None when the image is already bright."""
     h, w = peak.shape
     scale = min(1.0, MAP_SIDE / max(h, w))
     small = cv2.resize(peak, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
@@ -64,7 +74,7 @@ def illumination_gain(peak: np.ndarray) -> np.ndarray | None:
     gain_small = cv2.LUT(t8, GAIN_LUT)
     if float(gain_small.max()) < NO_OP_GAIN:
         return None
-    return cv2.resize(gain_small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return RowUpscaler(gain_small, w, h)
 
 
 def _self_guided_filter(p: np.ndarray, radius: int, eps: float) -> np.ndarray:
