@@ -19,6 +19,7 @@ import math
 import re
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
@@ -60,6 +61,10 @@ JPEG_SAMPLING = {
     2: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
 }
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# Larger embedded colour profiles are ignored (the pixels taken as sRGB, as for an unreadable
+# profile): real ones are 0.5-600 KB, and Pillow's PNG reader refuses the whole file above 1 MiB.
+MAX_ICC_PROFILE_BYTES = 1024 * 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION = 0x0112
 
 
@@ -80,7 +85,7 @@ class ImageHeader:
     height: int
     format: str  # SOURCE_FORMATS value
     has_alpha: bool
-    decoder: str  # "opencv" or "pillow": which one will decode the pixels
+    decoder: str  # "opencv", "opencv-16bit" or "pillow": what will decode the pixels
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def read_header(data: bytes, limits: Limits) -> ImageHeader:
     """The header of an image, checked against the limits as ``decode`` checks it; no pixel is
     decoded. Raises EngineError subclasses."""
     with _quiet_pillow():
-        return _header(data, _open_checked(data, limits))
+        return _header(*_open_checked(data, limits))
 
 
 @contextlib.contextmanager
@@ -119,31 +124,40 @@ def _quiet_pillow():
         yield
 
 
-def _open_checked(data: bytes, limits: Limits) -> Image.Image:
+def _open_checked(data: bytes, limits: Limits) -> tuple[bytes, Image.Image]:
+    """(the bytes to decode, the opened header) once the size limits and frame count are checked."""
     if len(data) > limits.max_input_bytes:
         raise LimitExceeded(
             f"the image file is {len(data)} bytes, more than the limit of {limits.max_input_bytes}"
         )
+    data = _without_oversized_png_profile(data)
     im = _open_header(data, limits)
     _refuse_multi_frame(im, SOURCE_FORMATS[im.format])
-    return im
+    return data, im
 
 
 def _header(data: bytes, im: Image.Image) -> ImageHeader:
     turned = _orientation(im) in (5, 6, 7, 8)
     width, height = (im.height, im.width) if turned else (im.width, im.height)
-    return ImageHeader(width, height, SOURCE_FORMATS[im.format], _has_alpha(im),
-                       "opencv" if _opencv_can_decode(im, data) else "pillow")
+    if not _opencv_can_decode(im, data):
+        decoder = "pillow"
+    else:  # OpenCV holds 16-bit samples next to the 8-bit frame made from them
+        decoder = "opencv-16bit" if im.mode.startswith("I") or _rawmode_is_16bit(im) else "opencv"
+    return ImageHeader(width, height, SOURCE_FORMATS[im.format], _has_alpha(im), decoder)
+
+
+def _rawmode_is_16bit(im: Image.Image) -> bool:
+    return any("16" in str(tile.args) for tile in getattr(im, "tile", None) or [])
 
 
 def _decode(data: bytes, limits: Limits, before_pixels) -> DecodedImage:
-    im = _open_checked(data, limits)
+    data, im = _open_checked(data, limits)
     source_format = SOURCE_FORMATS[im.format]
     header = _header(data, im)
     if before_pixels is not None:
         before_pixels(header)
     orientation = _orientation(im)
-    if header.decoder == "opencv":
+    if header.decoder != "pillow":
         frame = _decode_with_opencv(data, _has_alpha(im))
         if frame is None:  # OpenCV found the pixel data corrupt: let Pillow say why
             frame = _decode_with_pillow(im)
@@ -178,6 +192,30 @@ def _open_header(data: bytes, limits: Limits) -> Image.Image:
     if im.width * im.height > limits.max_input_pixels:
         raise LimitExceeded(_too_many_pixels(im.size, limits))
     return im
+
+
+def _without_oversized_png_profile(data: bytes) -> bytes:
+    """The PNG without its iCCP chunk when the profile inflates past MAX_ICC_PROFILE_BYTES (Pillow
+    would refuse the whole file); anything else as it is. Only the chunks before the image data
+    are looked at, and the profile is inflated no further than the bound."""
+    if not data.startswith(PNG_SIGNATURE):
+        return data
+    offset = len(PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        end = offset + 12 + length
+        if kind in (b"IDAT", b"IEND") or end > len(data):
+            return data
+        if kind == b"iCCP":
+            body = data[offset + 8 : offset + 8 + length]
+            inflater = zlib.decompressobj()
+            try:
+                inflated = inflater.decompress(body[body.find(b"\0") + 2 :], MAX_ICC_PROFILE_BYTES + 1)
+            except zlib.error:
+                return data  # a corrupt profile: Pillow reads past it and we ignore it later
+            return data if len(inflated) <= MAX_ICC_PROFILE_BYTES else data[:offset] + data[end:]
+        offset = end
+    return data
 
 
 def _too_many_pixels(pixels: int | tuple[int, int] | None, limits: Limits) -> str:
@@ -314,7 +352,7 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 def _icc_profile(im: Image.Image) -> bytes | None:
     """The embedded ICC profile unless it is (or claims to be) sRGB."""
     icc = im.info.get("icc_profile")
-    if not icc:
+    if not icc or len(icc) > MAX_ICC_PROFILE_BYTES:  # an oversized profile is ignored: sRGB
         return None
     return None if _is_srgb(bytes(icc)) else bytes(icc)
 

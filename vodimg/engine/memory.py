@@ -3,7 +3,8 @@ decoded, and refused above ``Limits.max_memory_bytes`` (VODIMG_MAX_MEMORY_BYTES,
 
 The estimate is the largest of: decoding (bytes per pixel of the decoder path), each planned step
 (its ``StepSpec.memory`` bytes per pixel of the larger of its input and output, so super-resolution
-counts at its output size) and encoding; an alpha plane adds its byte per pixel throughout. The
+counts at its output size, plus its ``memory_fixed``) and encoding; an alpha plane adds its byte
+per pixel throughout. The
 figures are peak RSS above the imports of a fresh process, measured by ``python -m bench.memory``
 and rounded up, so the estimate errs on the high side. It covers the image, not the process (the
 interpreter, libraries and loaded models, about 50-200 MB, come on top): what the limit bounds is
@@ -15,13 +16,14 @@ from __future__ import annotations
 from vodimg.engine.errors import LimitExceeded
 
 MB = 1024 * 1024
-# Decoding, in bytes per output pixel, the decoded BGR frame (3) included. OpenCV (plain JPEG,
-# PNG, WebP, BMP) holds its own buffer next to the frame; Pillow (colour profiles, CMYK, 16-bit,
-# palettes, GIF, TIFF) holds its image, an RGB copy and the BGR frame.
-DECODE_BYTES_PER_PIXEL = {"opencv": 6.5, "pillow": 13.0}
+# Decoding, in bytes per output pixel, the decoded BGR frame (3) included; measured 5.8 (OpenCV
+# JPEG), 12.0 (OpenCV 16-bit PNG), 7.7-9.0 (Pillow GIF, CMYK JPEG). OpenCV (plain JPEG, PNG,
+# WebP, BMP) holds its own buffer next to the frame, 16-bit samples for 16-bit files; Pillow
+# (colour profiles, CMYK, palettes, GIF, TIFF) holds its image, an RGB copy and the BGR frame.
+DECODE_BYTES_PER_PIXEL = {"opencv": 6.5, "opencv-16bit": 13.0, "pillow": 13.0}
 # Encoding: the frame, the encoder's row buffers and the compressed output (at most about the
-# frame's size for the formats written).
-ENCODE_BYTES_PER_PIXEL = 7.0
+# frame's size for the formats written); measured 4.0.
+ENCODE_BYTES_PER_PIXEL = 6.0
 ALPHA_BYTES_PER_PIXEL = 1.0
 
 
@@ -34,7 +36,7 @@ def estimate(header, steps) -> int:
     for step in steps:
         out_width, out_height = output_size(step, width, height)
         pixels = max(width * height, out_width * out_height)
-        peak = max(peak, (step.spec.memory + alpha) * pixels)
+        peak = max(peak, (step.spec.memory + alpha) * pixels + step.spec.memory_fixed)
         width, height = out_width, out_height
     peak = max(peak, (ENCODE_BYTES_PER_PIXEL + alpha) * width * height)
     return int(peak)

@@ -21,6 +21,7 @@ from vodimg.engine.frame import Frame, StepContext, map_strips
 from vodimg.engine.limits import Limits
 
 STEP_PACKAGE = "vodimg.engine.steps"
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,12 @@ class StepSpec:
     weight: float  # share of the progress bar, roughly its cost
     switch_default: str = "OFF"  # the spec's default for a Switch left out of a given object
     function: str = "apply"  # the module's entry point for this capability
-    # Peak working memory while the step runs, input and output frames included, in bytes per
-    # output pixel (a BGR frame is 3): measured by ``python -m bench.memory`` on 7000x7000
-    # inputs and rounded up; vodimg/engine/memory.py estimates an image's need from these.
-    memory: float = 9.0
+    # Peak working memory while the step runs, input and output frames included: ``memory``
+    # bytes per pixel (of the larger of input and output; a BGR frame is 3) plus ``memory_fixed``
+    # bytes (a network's own buffers). Peak RSS measured on 1500x1500 to 7071x7071 inputs
+    # (docs/engine.md, "Limits"), rounded up; vodimg/engine/memory.py estimates from these.
+    memory: float = 12.0
+    memory_fixed: int = 0
     # Set when each output pixel depends only on input pixels at most this many rows away and on
     # nothing global: the pipeline then runs the step on strips (frame.map_strips), bounding its
     # temporaries. tests/engine/test_memory.py checks that strips give the same pixels.
@@ -43,18 +46,19 @@ class StepSpec:
 # The order the steps run in. A capability runs only when its object is given and its Switch
 # (or, for ones whose spec default is ON, a missing Switch) is ON.
 ENHANCE_STEPS = (
-    StepSpec("lowlight", "EnhanceConfig.LowLightEnhance", 3),
-    StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON"),
-    StepSpec("superres", "EnhanceConfig.SuperResolution", 60),
-    StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, "ON", "apply_advanced"),
-    StepSpec("quality", "EnhanceConfig.ImageQualityEnhance", 8),
-    StepSpec("face", "EnhanceConfig.FaceEnhance", 8),
+    StepSpec("lowlight", "EnhanceConfig.LowLightEnhance", 3, memory=8),
+    StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON", memory=10, memory_fixed=150 * MB),
+    StepSpec("superres", "EnhanceConfig.SuperResolution", 60, memory=6, memory_fixed=50 * MB),
+    StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, "ON", "apply_advanced",
+             memory=20, memory_fixed=50 * MB),
+    StepSpec("quality", "EnhanceConfig.ImageQualityEnhance", 8, memory=12),
+    StepSpec("face", "EnhanceConfig.FaceEnhance", 8, memory=10, memory_fixed=50 * MB),
     # per pixel (HSV curves)
-    StepSpec("color", "EnhanceConfig.ColorEnhance", 2, halo=0),
+    StepSpec("color", "EnhanceConfig.ColorEnhance", 2, memory=8, halo=0),
     # 5x5 Gaussian and 3x3 min/max of luma: 2 rows of context
-    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2, halo=2),
-    StepSpec("beauty", "BeautyConfig", 5),
-    StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON"),
+    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2, memory=8, halo=2),
+    StepSpec("beauty", "BeautyConfig", 5, memory=15),
+    StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON", memory=22, memory_fixed=200 * MB),
 )
 DECODE_WEIGHT, ENCODE_WEIGHT = 2.0, 3.0
 
