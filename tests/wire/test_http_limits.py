@@ -144,6 +144,17 @@ def test_a_slow_head_is_closed_after_the_header_timeout(server):
     assert HEADER_TIMEOUT - 0.1 <= waited <= HEADER_TIMEOUT + 1.5
 
 
+def test_a_stalled_body_is_closed_after_the_header_timeout(server):
+    with connect(server) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n")
+        time.sleep(0.2)
+        sock.sendall(b'{"a": 1')  # then nothing more
+        opened = time.monotonic()
+        assert answer(sock) == b""
+        assert HEADER_TIMEOUT - 0.1 <= time.monotonic() - opened <= HEADER_TIMEOUT + 1.5
+
+
 def test_an_idle_connection_without_any_byte_is_closed(server):
     with connect(server) as sock:
         opened = time.monotonic()
