@@ -5,7 +5,8 @@
 Each case runs ``process_image`` in a fresh child process (one thread) and reads the child's
 peak RSS (VmHWM; ru_maxrss would carry the parent's over across fork and exec). Inputs, made
 here: a 7000x7000 PNG (smooth content, about 150 KB: a header promising 147 MB of pixels) and a
-7071x7071 JPEG (a photo enlarged), each with a plain re-encode and with the spec's
+7071x7071 JPEG (a photo enlarged; ``noisy``: the same with noise, so Denoise runs), each with a
+plain re-encode and with the spec's
 ModifyProcessImageAsyncTemplate example template without super-resolution (the seed template).
 "decoded" is width x height x 3 bytes (BGR); "estimate" is the engine's own estimate before
 decoding (vodimg/engine/memory.py), checked against ``max_memory_bytes``. The first row is the
@@ -76,9 +77,19 @@ def photo_jpeg(width: int, height: int) -> bytes:
     return buffer.tobytes()
 
 
+def noisy_photo_jpeg(width: int, height: int) -> bytes:
+    """The photo with Gaussian noise (sigma 15): Denoise really runs on it (minutes at 50 MP)."""
+    from tests.engine.images import photo, with_gaussian_noise
+
+    bgr = with_gaussian_noise(cv2.resize(photo("astronaut"), (width, height), interpolation=cv2.INTER_LINEAR), 15, seed=1)
+    ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return buffer.tobytes()
+
+
 INPUTS = {
     "png": ("PNG 7000x7000", 7000, 7000, smooth_png),
     "jpeg": ("JPEG 7071x7071", 7071, 7071, photo_jpeg),
+    "noisy": ("noisy JPEG 7071x7071", 7071, 7071, noisy_photo_jpeg),
 }
 
 
@@ -102,7 +113,8 @@ def estimate_mb(data: bytes, configure: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", default="png,jpeg", help="comma-separated: png, jpeg")
+    parser.add_argument("--cases", default="png,jpeg", help="comma-separated: png, jpeg, noisy (Denoise "
+                                                             "at work on 50 MP: several minutes)")
     parser.add_argument("--no-templates", action="store_true", help="plain re-encode only")
     args = parser.parse_args(argv)
     templates = [("plain re-encode", {})]
