@@ -120,43 +120,51 @@ def _block_sample(bgr: np.ndarray, sample_pixels: int) -> tuple[np.ndarray, np.n
 
 
 def denoise(bgr: np.ndarray, sigma: float, ctx: StepContext, tile: int = TILE) -> np.ndarray:
-    """Run the network at noise level ``sigma`` (0-255 scale) over the image, tile by tile. Only
-    tiles are ever float: the padded input and the output stay 8-bit (bounded memory)."""
+    """Run the network at noise level ``sigma`` (0-255 scale) over the image, tile by tile.
+
+    The tiles are laid out on the image mirrored by BORDER pixels all round and padded to a
+    multiple of ALIGN, but that padded image is never made: each window is gathered from
+    ``bgr`` with mirrored indexes, and each tile's core is written straight into the 8-bit output.
+    Only tiles are ever float (bounded memory)."""
     h, w = bgr.shape[:2]
-    padded = _pad_for_network(bgr)
-    out = np.empty_like(padded)
-    hp, wp = padded.shape[:2]
+    hp, wp = h + 2 * BORDER + (-(h + 2 * BORDER) % ALIGN), w + 2 * BORDER + (-(w + 2 * BORDER) % ALIGN)
+    out = np.empty_like(bgr)
     cores = [(y, x) for y in range(0, hp, tile) for x in range(0, wp, tile)]
     for done, (y, x) in enumerate(cores):
         ctx.check_deadline()
-        _denoise_tile(padded, out, y, x, tile, sigma)
+        _denoise_tile(bgr, out, (hp, wp), y, x, tile, sigma)
         ctx.progress((done + 1) / len(cores))
-    return np.ascontiguousarray(out[BORDER : BORDER + h, BORDER : BORDER + w])
+    return out
 
 
-def _pad_for_network(image: np.ndarray) -> np.ndarray:
-    """Mirror BORDER pixels all round, then up to a multiple of ALIGN at bottom and right."""
-    h, w = image.shape[:2]
-    extra_h = -(h + 2 * BORDER) % ALIGN
-    extra_w = -(w + 2 * BORDER) % ALIGN
-    pads = ((BORDER, BORDER + extra_h), (BORDER, BORDER + extra_w), (0, 0))
-    return np.pad(image, pads, mode="symmetric")
+def _mirrored(start: int, stop: int, size: int) -> np.ndarray:
+    """Indexes into ``size`` pixels of padded positions start..stop-1, the padding mirroring the
+    edge pixels as np.pad(mode="symmetric") does (offset by BORDER)."""
+    index = np.arange(start - BORDER, stop - BORDER) % (2 * size)
+    return np.where(index < size, index, 2 * size - 1 - index)
 
 
-def _denoise_tile(src: np.ndarray, dst: np.ndarray, y: int, x: int, tile: int, sigma: float) -> None:
-    """One tile of the uint8 BGR ``src`` into ``dst``; the network takes RGB in 0-1."""
-    hp, wp = src.shape[:2]
+def _denoise_tile(bgr: np.ndarray, out: np.ndarray, padded: tuple[int, int], y: int, x: int,
+                  tile: int, sigma: float) -> None:
+    """One tile (padded coordinates y, x) of the uint8 BGR ``bgr`` into ``out``; the network takes
+    RGB in 0-1."""
+    (hp, wp), (h, w) = padded, bgr.shape[:2]
     y1, x1 = min(y + tile, hp), min(x + tile, wp)
     # Window with context; every bound is a multiple of ALIGN because tile, MARGIN and the
     # padded size are.
     wy0, wx0 = max(y - MARGIN, 0), max(x - MARGIN, 0)
     wy1, wx1 = min(y1 + MARGIN, hp), min(x1 + MARGIN, wp)
-    window = src[wy0:wy1, wx0:wx1, ::-1].astype(np.float32) / 255.0
+    window = bgr[np.ix_(_mirrored(wy0, wy1, h), _mirrored(wx0, wx1, w))][..., ::-1].astype(np.float32) / 255.0
     noisy = np.ascontiguousarray(window.transpose(2, 0, 1)[None])
     sigma_map = np.full((1, 1) + window.shape[:2], sigma / 255.0, np.float32)
     denoised = _session().run(None, {"noisy": noisy, "sigma": sigma_map})[0][0].transpose(1, 2, 0)
-    core = denoised[y - wy0 : y1 - wy0, x - wx0 : x1 - wx0, ::-1]
-    dst[y:y1, x:x1] = np.clip(np.rint(core * 255.0), 0, 255)
+    # the part of the core inside the image
+    top, bottom = max(y, BORDER), min(y1, BORDER + h)
+    left, right = max(x, BORDER), min(x1, BORDER + w)
+    if top >= bottom or left >= right:
+        return
+    core = denoised[top - wy0 : bottom - wy0, left - wx0 : right - wx0, ::-1]
+    out[top - BORDER : bottom - BORDER, left - BORDER : right - BORDER] = np.clip(np.rint(core * 255.0), 0, 255)
 
 
 @lru_cache(maxsize=1)
