@@ -13,6 +13,10 @@ what one hostile header can make a worker allocate.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+
 from vodimg.engine.errors import LimitExceeded
 
 MB = 1024 * 1024
@@ -75,3 +79,20 @@ def estimate_for_bytes(data: bytes, configure: dict) -> int:
     for step in steps:
         pipeline.load_step(step)
     return estimate(codec.read_header(data, Limits(max_input_pixels=2**62, max_input_bytes=2**62)), steps)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim``): between steps, the
+    small blocks freed by one step (strips, tiles, OpenCV buffers) would otherwise stay in this
+    process's RSS next to the next step's frames."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -166,6 +166,7 @@ def run(
             max_output_pixels=limits.max_output_pixels,
         )
         frame = _checked(_run_step(step, function, frame, ctx), step.spec)
+        memory.release_free_memory()
         _check_output_pixels(frame, limits)
         tracker.at(index, 1.0)
 
