@@ -3,6 +3,9 @@
 PostgreSQL: tests marked ``postgres`` use ``VODIMG_TEST_POSTGRES_URL`` (default: the local server
 at 127.0.0.1:5432, database ``test``). Without a reachable server they skip with the reason,
 except under CI (``CI=true``), where an unreachable PostgreSQL is a failure.
+
+S3: ``moto_s3`` and ``swift_s3`` start moto's server and Swift's s3api on loopback for the session
+(tests/objectstore/servers.py); the same rule: skip with the reason, fail under CI.
 """
 
 from __future__ import annotations
@@ -66,3 +69,23 @@ def postgres_url(postgres_server_url: str):
     """A fresh, empty schema for one test (see ``fresh_postgres_schema``)."""
     with fresh_postgres_schema(postgres_server_url) as url:
         yield url
+
+
+# -- S3 servers (tests/objectstore/servers.py): started once per session, on first use ----------
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory):
+    from tests.objectstore.servers import start_moto
+
+    server, stop = start_moto(tmp_path_factory.mktemp("moto"))
+    yield server
+    stop()
+
+
+@pytest.fixture(scope="session")
+def swift_s3(tmp_path_factory):
+    from tests.objectstore.servers import start_swift
+
+    server, stop = start_swift(tmp_path_factory.mktemp("swift"))
+    yield server
+    stop()

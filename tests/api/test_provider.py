@@ -3,7 +3,9 @@ domain, SubAppId resolution, response shapes per the spec, the spec's examples e
 
 from __future__ import annotations
 
+import json
 import re
+from importlib import resources
 
 import pytest
 
@@ -11,7 +13,7 @@ from vodimg.api.provider import VodProvider
 from vodimg.domain.accounts import AccountService
 from vodimg.domain.templates import TemplateService
 from vodimg.errors import ApiError
-from vodimg.spec import api_spec
+from vodimg.spec import api_spec, vod_actions
 from vodimg.storage.db import Database, sqlite_url
 from vodimg.validation import validate_structure
 from tests.validation.specdata import FULL_CONFIGURE, TEMPLATE_ACTIONS, example_bodies, full_configure, stringify
@@ -69,8 +71,11 @@ def assert_shaped_like_the_spec(action: str, result: dict) -> None:
     assert required <= set(result) <= every
 
 
-def test_actions_are_the_four_template_actions(provider):
-    assert provider.actions == frozenset(TEMPLATE_ACTIONS)
+TASK_ACTIONS = ("ProcessImageAsync", "DescribeTaskDetail", "DescribeTasks")
+
+
+def test_actions_include_the_template_and_task_actions_all_from_the_spec(provider):
+    assert set(TEMPLATE_ACTIONS) | set(TASK_ACTIONS) <= provider.actions <= set(api_spec()["actions"])
 
 
 def test_create_then_describe_round_trip(provider, account):
@@ -222,8 +227,22 @@ def test_the_spec_examples_end_to_end(provider, account):
 
 
 def test_unimplemented_and_unknown_actions(provider, account):
-    for name in ("ProcessImageAsync", "NoSuchAction"):
-        assert refused(provider, name, account["AppId"], {}).code == "InvalidAction"
+    # A real VOD action that this service does not implement is named as such ...
+    for name in ("DescribeStorageData", "CreateClass"):
+        error = refused(provider, name, account["AppId"], {})
+        assert error.code == "InvalidAction"
+        assert error.message == f"The action {name!r} is a VOD action that this service does not support."
+    # ... a name VOD does not have at all does not exist.
+    for name in ("NoSuchAction", "DescribeInstances", "describestoragedata"):
+        error = refused(provider, name, account["AppId"], {})
+        assert (error.code, error.message) == ("InvalidAction", f"The action {name!r} does not exist.")
+
+
+def test_vod_action_list_is_tccli_api_json():
+    # vodimg/spec/vod-actions.json is generated from the official CLI's spec (scripts/gen_vod_actions.py)
+    api = json.loads(resources.files("tccli").joinpath("services/vod/v20180717/api.json").read_text("utf-8"))
+    assert vod_actions() == frozenset(api["actions"])
+    assert VodProvider.actions <= vod_actions()
 
 
 def test_every_preset_passes_the_validator(provider, account):
@@ -235,8 +254,10 @@ def test_every_preset_passes_the_validator(provider, account):
 
 
 def test_on_sqlite_reads_may_run_on_the_event_loop_and_writes_on_one_thread(provider):
-    assert provider.inline_actions == {DESCRIBE}
-    assert provider.serial_actions == {CREATE, MODIFY, DELETE}
+    assert provider.inline_actions >= {DESCRIBE, "DescribeTaskDetail", "DescribeTasks"}
+    assert provider.serial_actions >= {CREATE, MODIFY, DELETE}
+    # submission resolves host names and stores bytes: never on the loop or the writer thread
+    assert "ProcessImageAsync" not in provider.inline_actions | provider.serial_actions
 
 
 @pytest.mark.postgres

@@ -1,8 +1,10 @@
-"""LowLightEnhance: dark regions rise a lot, bright pixels and colours stay, nothing clips."""
+"""LowLightEnhance: dark regions rise a lot, bright pixels and colours stay, nothing clips; a
+well-exposed photo is left alone and dark neutrals stay neutral."""
 
 import cv2
 import numpy as np
 import pytest
+from skimage.color import deltaE_ciede2000, rgb2lab
 
 from tests.engine.images import darkened, photo
 from vodimg.engine.errors import InvalidConfig
@@ -18,6 +20,54 @@ def run(bgr, options=OPTIONS):
 
 def gray(bgr):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+
+
+def lab(bgr):
+    return rgb2lab(bgr[..., ::-1] / 255.0)
+
+
+def chroma(bgr):
+    lab_ = lab(bgr)
+    return np.hypot(lab_[..., 1], lab_[..., 2])
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "immunohistochemistry"])
+def test_well_exposed_photo_changes_by_at_most_2_ciede2000(name):
+    src = photo(name)
+    assert deltaE_ciede2000(lab(src), lab(run(src))).mean() <= 2.0
+
+
+def test_black_collar_of_the_astronaut_stays_black():
+    src = photo("astronaut")
+    collar = src.max(axis=2) < 12  # the black suit parts, mean RGB about (1, 1, 1) to (7, 4, 3)
+    assert collar.sum() > 10000
+    assert np.abs(run(src)[collar].astype(int) - src[collar]).mean() <= 1.0
+
+
+def test_lift_follows_the_exposure():
+    # the darker the photo, the larger the lift; a well-exposed one gets none
+    src = photo("coffee")
+    lifts = [gray(run(x)).mean() - gray(x).mean()
+             for x in (src, darkened(src, gain=0.7, gamma=1.1), darkened(src, gain=0.4, gamma=1.3), darkened(src))]
+    assert lifts[0] == 0 and lifts[1] < lifts[2] < lifts[3]
+
+
+def test_dark_near_black_with_a_cast_stays_neutral():
+    # the astronaut collar's near-black (RGB 7, 4, 3) inside a dark photo: lifted, but not brown
+    dark = darkened(photo("coffee"))
+    dark[40:140, 40:140] = (3, 4, 7)
+    out = run(dark)[90, 90]
+    assert int(out.min()) >= 20  # it is lifted ...
+    assert chroma(out[None, None])[0, 0] <= 2.0  # ... and stays neutral (a plain lift: about 11)
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea", "rocket"])
+def test_chroma_of_dark_neutral_pixels_does_not_grow(name):
+    src = photo(name)
+    dark = darkened(src)
+    neutral = (chroma(src) < 5) & (lab(dark)[..., 0] < 25)  # grey or black things, dark in the input
+    assert neutral.sum() > 500
+    assert chroma(run(dark))[neutral].mean() <= chroma(dark)[neutral].mean() + 0.5
 
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "rocket"])

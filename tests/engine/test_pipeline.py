@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.engine.images import encode, photo, with_gaussian_noise
+from tests.engine.images import darkened, encode, photo, with_gaussian_noise
 from vodimg.engine import InvalidConfig, LimitExceeded, Limits, ProcessingTimeout, process_image
 from vodimg.engine import codec, pipeline
 
@@ -46,8 +46,9 @@ def available(spec: pipeline.StepSpec) -> bool:
     return importlib.util.find_spec(f"{pipeline.STEP_PACKAGE}.{spec.module}") is not None
 
 
-def small_photo_jpeg(noise_sigma: float = 0.0) -> bytes:
+def small_photo_jpeg(noise_sigma: float = 0.0, dark: bool = False) -> bytes:
     crop = photo("astronaut")[96:224:1, 160:320]  # a 160x128 face crop
+    crop = darkened(crop) if dark else crop
     return encode(with_gaussian_noise(crop, noise_sigma, seed=1) if noise_sigma else crop, ".jpg", 90)
 
 
@@ -156,8 +157,9 @@ def configure_with(capability: str, options: dict) -> dict:
 def test_each_capability_dispatches_to_its_step(spec):
     if not available(spec):
         pytest.skip(f"{spec.module} step not written yet")
-    # Denoise leaves a clean photo as it is (docs/engine-denoise.md): give it noise to remove.
-    data = small_photo_jpeg(noise_sigma=10.0 if spec.module == "denoise" else 0.0)
+    # Denoise leaves a clean photo as it is (docs/engine-denoise.md): give it noise to remove;
+    # LowLightEnhance leaves a well-exposed one as it is (docs/engine-enhance.md): give it a dark one.
+    data = small_photo_jpeg(noise_sigma=10.0 if spec.module == "denoise" else 0.0, dark=spec.module == "lowlight")
     result = process_image(data, configure_with(spec.capability, CASES[spec.capability]))
     assert (result.width, result.height) == EXPECTED_SIZE.get(spec.capability, (160, 128))
     decoded = np.asarray(Image.open(io.BytesIO(result.data)))

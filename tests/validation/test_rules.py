@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from vodimg.errors import ApiError
 from vodimg.spec import error_codes
 from vodimg.validation.rules import RULES, Between, Chars, MaxItems, OneOf, rule_for, rules_table
 from tests.validation.specdata import TEMPLATE_ACTIONS, member_spec, objects
@@ -20,6 +21,7 @@ OURS = {
     "BeautyFilterItem.Type": "non-empty; the names are the engine's",
     "BeautyEffectItem.Value": "0..100: a percentage, like the examples",
     "BeautyFilterItem.Value": "0..100: a percentage, like the examples",
+    "ModifyEventConfigRequest.NotificationUrl": "at most 1024 characters: the spec gives no limit",
 }
 # Lower bounds that are ours where the spec states only the upper one.
 OUR_LOWER_BOUNDS = {
@@ -78,7 +80,7 @@ def _reachable(struct: str, seen: set) -> set:
 
 def test_every_documented_limit_of_the_template_actions_has_a_rule():
     structs = set()
-    for action in TEMPLATE_ACTIONS + ("ProcessImageAsync",):
+    for action in TEMPLATE_ACTIONS + ("ProcessImageAsync", "PullEvents", "ConfirmEvents", "ModifyEventConfig"):
         _reachable(f"{action}Request", structs)
     missing = [f"{struct}.{m['name']}" for struct in sorted(structs)
                for m in objects()[struct]["members"]
@@ -99,6 +101,16 @@ def test_codes_are_member_specific_where_the_error_list_has_them(member, code):
     struct = next(name for name, _ in RULES.items() if name.endswith(f".{member}")).split(".")[0]
     struct = struct if struct != "*" else "DescribeProcessImageAsyncTemplatesRequest"
     assert rule_for(struct, member)[0] == code
+
+
+def test_sign_key_rule_takes_letters_and_digits_only():
+    code, rule = rule_for("ModifyEventConfigRequest", "SignKey")
+    assert rule.check("abcXYZ019" + "a" * 23, code, "SignKey") == "abcXYZ019" + "a" * 23
+    assert rule.check("", code, "SignKey") == ""
+    for bad in ("a" * 33, "with space", "dash-key", "ключ", "key_1"):
+        with pytest.raises(ApiError) as raised:
+            rule.check(bad, code, "SignKey")
+        assert raised.value.code == "InvalidParameterValue" and "SignKey" in raised.value.message
 
 
 def test_rules_table_lists_every_rule_with_its_code():

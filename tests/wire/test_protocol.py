@@ -73,7 +73,11 @@ def test_sdk_unknown_secret_id(server, sign_method):
 
 
 def test_sdk_unknown_action_and_wrong_version(server):
-    assert sdk_error(lambda: server.common().call_json("DescribeInstances", {})).code == "InvalidAction"
+    bogus = sdk_error(lambda: server.common().call_json("DescribeInstances", {}))
+    assert (bogus.code, bogus.message) == ("InvalidAction", "The action 'DescribeInstances' does not exist.")
+    unsupported = sdk_error(lambda: server.common().call_json("DescribeStorageData", {}))
+    assert unsupported.code == "InvalidAction"
+    assert "VOD action that this service does not support" in unsupported.message
     old = server.common(version="2017-03-12")
     assert sdk_error(lambda: old.call_json(ACTION, {})).code == "NoSuchVersion"
 

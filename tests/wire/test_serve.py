@@ -1,4 +1,5 @@
-"""``vodimg serve`` as a user runs it: keys, authentication off, rate limit, HTTPS and tccli."""
+"""``vodimg serve`` as a user runs it: keys, authentication off, rate limit, HTTPS and tccli
+(tccli over HTTPS after ``vodimg tls trust``, as the README says: tests/docs/test_readme_tccli.py)."""
 
 from __future__ import annotations
 
@@ -113,38 +114,6 @@ def test_https_with_the_local_ca(tmp_path):
         assert caught.value.code == "ClientNetworkError"
     finally:
         server.stop()
-
-
-@pytest.mark.slow
-def test_tccli_over_https_after_tls_trust(tmp_path):
-    tccli = shutil.which("tccli", path=str(Path(sys.executable).parent))
-    assert tccli, "tccli is a test dependency"
-    server = started(tmp_path / "data", tls=True)
-    bundle_path = Path(certifi.where())
-    original_bundle = bundle_path.read_bytes()  # restored afterwards: the developer's own trust stays
-    try:
-        trust = _vodimg("tls", "trust", "--data-dir", str(server.data_dir))
-        assert trust.returncode == 0, trust.stderr
-        again = _vodimg("tls", "trust", "--data-dir", str(server.data_dir))
-        assert "already in" in again.stdout
-        bundle = Path(certifi.where()).read_text()
-        assert bundle.count("# BEGIN vodimg local CA") == 1
-        env = {**os.environ, "HOME": str(tmp_path)}  # no ~/.tccli of the user
-        result = subprocess.run(
-            [tccli, "vod", "DescribeProcessImageAsyncTemplates", "--endpoint", f"127.0.0.1:{server.tls_port}",
-             "--secretId", server.secret_id, "--secretKey", server.secret_key, "--region", "ap-guangzhou",
-             "--Limit", "2"],
-            capture_output=True, text=True, env=env, timeout=120)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert '"TotalCount"' in result.stdout and '"RequestId"' in result.stdout
-        wrong = subprocess.run(
-            [tccli, "vod", "DescribeProcessImageAsyncTemplates", "--endpoint", f"127.0.0.1:{server.tls_port}",
-             "--secretId", server.secret_id, "--secretKey", "w" * 32, "--region", "ap-guangzhou"],
-            capture_output=True, text=True, env=env, timeout=120)
-        assert "AuthFailure.SignatureFailure" in wrong.stdout + wrong.stderr
-    finally:
-        server.stop()
-        bundle_path.write_bytes(original_bundle)
 
 
 @pytest.mark.slow

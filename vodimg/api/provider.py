@@ -14,7 +14,7 @@ from typing import Callable
 
 from vodimg.domain.accounts import AccountService
 from vodimg.domain.templates import TemplateService
-from vodimg.errors import ApiError
+from vodimg.errors import ApiError, invalid_action
 from vodimg.validation import validate_request
 
 # Defaults the spec documents for DescribeProcessImageAsyncTemplates (默认值：0 / 默认值：10).
@@ -43,9 +43,11 @@ def action(name: str, *, database: str | None = None):
 class VodProvider:
     actions: frozenset[str] = frozenset()  # set below, from the registry
 
-    def __init__(self, accounts: AccountService, templates: TemplateService):
+    def __init__(self, accounts: AccountService, templates: TemplateService, tasks=None, events=None):
         self._accounts = accounts
         self._templates = templates
+        self._tasks = tasks  # vodimg.domain.tasks.TaskService
+        self._events = events  # vodimg.events.service.EventService
         # Where the wire runs each call (empty on PostgreSQL: every call on its thread pool):
         # - inline_actions never wait (database reads that never wait): on the event loop;
         # - serial_actions only wait for a database with one writer at a time: on one thread, in
@@ -60,7 +62,7 @@ class VodProvider:
         Raises ApiError (InvalidAction for an action not implemented here)."""
         method = _ACTIONS.get(action)
         if method is None:
-            raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+            raise invalid_action(action)
         valid = validate_request(action, params, from_strings=from_strings)
         sub_app_id = self._accounts.resolve_sub_app(app_id, valid.get("SubAppId"))
         return method(self, sub_app_id, valid)
@@ -91,6 +93,44 @@ class VodProvider:
             sub_app_id, params.get("Definitions") or None,
             params.get("Offset", DEFAULT_OFFSET), params.get("Limit", DEFAULT_LIMIT))
         return {"TotalCount": total, "ProcessImageAsyncTemplateSet": items}
+
+    # --- image tasks ---------------------------------------------------------------------------
+
+    # Not a database-only action: a Url's host name is resolved, Base64 bytes are stored.
+    @action("ProcessImageAsync")
+    def _process_image(self, sub_app_id: int, params: dict) -> dict:
+        return {"TaskId": self._tasks.submit_image_task(sub_app_id, params)}
+
+    @action("DescribeTaskDetail", database="read")
+    def _describe_task_detail(self, sub_app_id: int, params: dict) -> dict:
+        return self._tasks.detail(sub_app_id, params["TaskId"])
+
+    @action("DescribeTasks", database="read")
+    def _describe_tasks(self, sub_app_id: int, params: dict) -> dict:
+        return self._tasks.list(sub_app_id, params)
+
+    # --- events ----------------------------------------------------------------------------------
+
+    @action("DescribeEventConfig", database="read")
+    def _describe_event_config(self, sub_app_id: int, params: dict) -> dict:
+        return self._events.describe_config(sub_app_id)
+
+    # Not a database-only action: the NotificationUrl's host name is resolved (the URL guard).
+    @action("ModifyEventConfig")
+    def _modify_event_config(self, sub_app_id: int, params: dict) -> dict:
+        self._events.modify_config(sub_app_id, params)
+        return {}
+
+    # Answers the events, or WaitThenRetry (vodimg/waiting.py) while none is ready: the long poll
+    # waits on the wire's event loop, not on a thread.
+    @action("PullEvents", database="write")
+    def _pull_events(self, sub_app_id: int, params: dict):
+        return self._events.pull(sub_app_id)
+
+    @action("ConfirmEvents", database="write")
+    def _confirm_events(self, sub_app_id: int, params: dict) -> dict:
+        self._events.confirm(sub_app_id, params["EventHandles"])
+        return {}
 
 
 VodProvider.actions = frozenset(_ACTIONS)

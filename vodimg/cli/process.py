@@ -1,37 +1,36 @@
-"""``vodimg process``: run the image engine on local files, one worker process per core.
+"""``vodimg process``: run the image engine on local files, one engine process per core.
 
     vodimg process --config CONF.json --out OUTDIR [--jobs N] IMAGE [IMAGE ...]
 
 CONF.json holds one ProcessImageConfigure object exactly as the API spells it (EncodeConfig,
 EnhanceConfig, BeautyConfig, AiCutOutConfig), validated as the API validates it. Each IMAGE is
-written to ``OUTDIR/<stem>.<jpg|png|bmp|webp>``; each image that fails gets one line on stderr
+written to ``OUTDIR/<stem>.<jpg|png|bmp|webp>``; each image that fails (a crash or a hang of the
+engine included: it runs in child processes, vodimg.worker.engine_pool) gets one line on stderr
 and the others still finish. Exit status: 0 all done, 1 some image failed, 2 bad usage or config.
-Limits come from the VODIMG_MAX_* environment variables (docs/engine.md).
+Limits come from the VODIMG_MAX_* environment variables (docs/engine.md); the time and memory
+limits are enforced by killing the engine process.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import queue
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from tqdm import tqdm
 
 PROG = "vodimg process"
-# Libraries that start their own thread pools read these when first imported (in the worker).
-SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "process",
         help="process local image files with a ProcessImageConfigure",
-        description="Process local images as a ProcessImageConfigure (JSON file) says, one worker "
+        description="Process local images as a ProcessImageConfigure (JSON file) says, one engine "
         "process per core. Writes OUTDIR/<input stem>.<jpg|png|bmp|webp>. Exit status 1 if any "
         "image failed (one line each on stderr), 2 for bad usage or configuration.",
     )
@@ -39,7 +38,7 @@ def register(subparsers) -> None:
                         help="a ProcessImageConfigure object, as in CreateProcessImageAsyncTemplate")
     parser.add_argument("--out", required=True, type=Path, metavar="OUTDIR", help="output directory (created if missing)")
     parser.add_argument("--jobs", type=int, default=None, metavar="N",
-                        help="worker processes (default: the cores this process may use)")
+                        help="engine processes (default: the cores this process may use)")
     parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     parser.set_defaults(handler=run)
 
@@ -110,110 +109,104 @@ def _refuse_clashing_outputs(images: list[Path]) -> None:
 
 
 def _process_all(images: list[Path], out_dir: Path, configure: dict, limits, jobs: int) -> int:
-    context = multiprocessing.get_context("spawn")  # workers start clean: no inherited threads
-    progress = context.Queue()  # (image, fraction done) from the workers, for the bar
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(progress,)) as pool, tqdm(
-        total=len(images), unit="img", file=sys.stderr, disable=None, dynamic_ncols=True,
-        bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]",
-    ) as bar:
-        futures = {pool.submit(process_file, image, out_dir, configure, limits): image for image in images}
-        try:
-            failures = _collect(futures, bar, progress)
-        except KeyboardInterrupt:
-            for future in futures:  # images not started yet never start
-                future.cancel()
-            raise
-    return failures
+    from vodimg.worker.engine_pool import EnginePool
+
+    board = _ProgressBoard()
+    pool = EnginePool(jobs, limits)  # the time and memory limits hold; a crash costs one image
+    threads = ThreadPoolExecutor(jobs, thread_name_prefix="vodimg-process")
+    try:
+        with tqdm(
+            total=len(images), unit="img", file=sys.stderr, disable=None, dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}]",
+        ) as bar:  # fmt: skip
+            futures = {
+                threads.submit(process_file, pool, image, out_dir, configure, limits, board.reporter(image)): image
+                for image in images
+            }
+            try:
+                return _collect(futures, bar, board)
+            except KeyboardInterrupt:
+                for future in futures:  # images not started yet never start
+                    future.cancel()
+                raise
+    finally:
+        pool.close()  # kills what still runs (after Ctrl-C), so the threads end
+        threads.shutdown(wait=True)
 
 
-def _collect(futures: dict, bar: tqdm, progress) -> int:
-    """Report each finished image; between them, move the bar by the images' partial progress
-    (super-resolution takes seconds per image)."""
-    failures, finished, partial = 0, 0, {}
+class _ProgressBoard:
+    """The fraction done of each image being processed, written by the pool's calling threads."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._partial: dict[Path, float] = {}
+
+    def reporter(self, image: Path):
+        def report(fraction: float) -> None:
+            with self._lock:
+                self._partial[image] = min(fraction, 0.99)
+
+        return report
+
+    def finished(self, image: Path) -> None:
+        with self._lock:
+            self._partial.pop(image, None)
+
+    def total(self) -> float:
+        with self._lock:
+            return sum(self._partial.values())
+
+
+def _collect(futures: dict, bar: tqdm, board: _ProgressBoard) -> int:
+    """Report each finished image above the bar; between them, move the bar by the images'
+    partial progress (super-resolution takes seconds per image)."""
+    failures, finished = 0, 0
     pending = set(futures)
     while pending:
         done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         for future in done:
-            failures += _report(future, futures[future])
+            failures += _report(futures[future], *future.result())
             finished += 1
-            partial.pop(str(futures[future]), None)
-        _drain(progress, partial, finished_images={str(futures[f]) for f in futures if f.done()})
-        bar.n = finished + sum(partial.values())
+            board.finished(futures[future])
+        bar.n = finished + board.total()
         bar.refresh()
     return failures
 
 
-def _report(future, image: Path) -> int:
-    """Print the output path or one error line; 1 if the image failed."""
-    try:
-        written, error = future.result()
-    except Exception as err:  # the worker process itself died (killed, out of memory)
-        written, error = None, f"worker failed: {type(err).__name__}: {err}"
-    if error is None:
-        print(written, flush=True)
-        return 0
-    tqdm.write(f"{PROG}: {image}: {error}", file=sys.stderr)
-    return 1
+def _report(image: Path, written: Path | None, error: str | None, warnings: tuple[str, ...]) -> int:
+    """The output path on stdout, or one error line on stderr, printed above the bar; an image's
+    codec warnings on one line of their own naming it. 1 if the image failed."""
+    said = f" (the decoder said: {'; '.join(warnings)})" if warnings else ""
+    if error is not None:
+        tqdm.write(f"{PROG}: {image}: {error}{said}", file=sys.stderr)
+        return 1
+    if warnings:
+        tqdm.write(f"{PROG}: {image}: warning: {'; '.join(warnings)}", file=sys.stderr)
+    tqdm.write(str(written), file=sys.stdout)
+    sys.stdout.flush()
+    return 0
 
 
-def _drain(progress, partial: dict, finished_images: set) -> None:
-    while True:
-        try:
-            image, fraction = progress.get_nowait()
-        except queue.Empty:
-            return
-        if image not in finished_images:
-            partial[image] = min(fraction, 0.99)
-
-
-_progress_queue = None  # set in each worker process by _init_worker
-
-
-def _init_worker(progress) -> None:
-    """One thread per worker: one process per core is faster than threads in one process."""
-    global _progress_queue
-    _progress_queue = progress
-    for name in SINGLE_THREAD_ENV:
-        os.environ[name] = "1"
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
-def process_file(image: Path, out_dir: Path, configure: dict, limits) -> tuple[Path | None, str | None]:
-    """Process one file: (output path, None), or (None, one line saying what went wrong)."""
-    from vodimg.engine import EngineError, process_image
+def process_file(pool, image: Path, out_dir: Path, configure: dict, limits, progress=None):
+    """Process one file in the pool: (output path, None, warnings), or (None, one line saying
+    what went wrong, warnings)."""
+    from vodimg.engine import EngineError
     from vodimg.engine.codec import EXTENSIONS
 
     try:
         size = image.stat().st_size
         if size > limits.max_input_bytes:  # do not even read it
-            return None, f"the image file is {size} bytes, more than the limit of {limits.max_input_bytes}"
-        result = process_image(image.read_bytes(), configure, limits, progress=_reporter(image))
-        target = out_dir / f"{image.stem}.{EXTENSIONS[result.format]}"
-        _write_atomically(target, result.data)
-        return target, None
+            return None, f"the image file is {size} bytes, more than the limit of {limits.max_input_bytes}", ()
+        result = pool.run(image.read_bytes(), configure, progress)
+        target = out_dir / f"{image.stem}.{EXTENSIONS[result.image.format]}"
+        _write_atomically(target, result.image.data)
+        return target, None, result.warnings
     except EngineError as err:
-        return None, str(err)
+        return None, str(err), getattr(err, "warnings", ())
     except OSError as err:
-        return None, f"{err.strerror or err}"
+        return None, f"{err.strerror or err}", ()
     except Exception as err:  # a bug: still one line, and the other images go on
-        return None, f"internal error: {type(err).__name__}: {err}"
-
-
-def _reporter(image: Path):
-    """A progress callback that sends (image, fraction) to the parent at most every 1%."""
-    if _progress_queue is None:
-        return None
-    last = [0.0]
-
-    def report(fraction: float) -> None:
-        if fraction - last[0] >= 0.01:
-            last[0] = fraction
-            _progress_queue.put((str(image), fraction))
-
-    return report
+        return None, f"internal error: {type(err).__name__}: {err}", ()
 
 
 def _write_atomically(target: Path, data: bytes) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import uvicorn
 
 from vodimg.config import ConfigError, Settings
+from vodimg.objectstore import ObjectStoreError
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 FIRST_KEY_FILE = "first-start-key.json"  # in the data directory
@@ -57,6 +58,15 @@ def register(subparsers) -> None:
                                                                "request head (VODIMG_HEADER_TIMEOUT, default 10)")
     parser.add_argument("--max-connections", type=int, help="open connections per API process "
                                                             "(VODIMG_MAX_CONNECTIONS, default 1024)")
+    parser.add_argument("--public-url", help="base of served file URLs, e.g. https://media.example.com "
+                                             "(VODIMG_PUBLIC_URL, default http://HOST:PORT)")
+    parser.add_argument("--storage-url", help="object store: a directory or s3://bucket/prefix "
+                                              "(VODIMG_STORAGE_URL, default DATA_DIR/objects)")
+    parser.add_argument("--s3-endpoint", help="S3 endpoint URL for an s3:// store (VODIMG_S3_ENDPOINT, "
+                                              "default AWS_ENDPOINT_URL, else AWS)")
+    parser.add_argument("--engine-processes", type=int, help="image engine processes of the in-process "
+                                                             "worker (VODIMG_ENGINE_PROCESSES, default one per "
+                                                             "core; 0: API only)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.set_defaults(handler=run)
 
@@ -77,21 +87,34 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         print(f"vodimg serve: {error}", file=sys.stderr)
         return 2
-    if settings.workers == 1:
-        try:
+    try:
+        _services(settings, database)  # opens and checks the object store
+    except ObjectStoreError as error:
+        print(f"vodimg serve: object store: {error}", file=sys.stderr)
+        database.dispose()
+        return 2
+    try:
+        worker = start_worker(settings, database)
+    except (OSError, ValueError) as error:
+        print(f"vodimg serve: {error}", file=sys.stderr)
+        return 2
+    try:
+        if settings.workers == 1:
             _run_loop(serve_all(build_servers(build_app(settings, database), settings, tls_files,
                                               args.log_level), settings))
-        finally:
-            database.dispose()
-        return 0
-    database.dispose()  # each worker process opens its own
-    return supervise(settings, tls_files, args.log_level)
+            return 0
+        return supervise(settings, tls_files, args.log_level)  # each API process opens its own database
+    finally:
+        stop_worker(worker, settings)
+        database.dispose()
+        print("vodimg: stopped", flush=True)
 
 
 def _configure_logging(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if log_level != "debug":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        for name in ("alembic", "botocore", "boto3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def prepare_database(settings: Settings):
@@ -120,12 +143,46 @@ def _write_private(path: Path, text: str) -> Path:
 def build_app(settings: Settings, database):
     """Services, provider and the ASGI app on an opened database."""
     from vodimg.api.provider import VodProvider
-    from vodimg.domain.accounts import AccountService
-    from vodimg.domain.templates import TemplateService
     from vodimg.wire.app import create_app
+    from vodimg.wire.files import file_routes
 
-    accounts = AccountService(database)
-    return create_app(VodProvider(accounts, TemplateService(database)), accounts, settings)
+    services = _services(settings, database)
+    provider = VodProvider(services.accounts, services.templates, services.tasks, services.events)
+    routes = file_routes(services.media.get, services.store, settings.presign_seconds)
+    return create_app(provider, services.accounts, settings, routes=routes)
+
+
+def _services(settings: Settings, database):
+    """One set of services per database (the API and the in-process worker share its wake-ups)."""
+    from vodimg.services import build_services
+
+    services = getattr(database, "vodimg_services", None)
+    if services is None:
+        services = database.vodimg_services = build_services(settings, database)
+    return services
+
+
+def start_worker(settings: Settings, database):
+    """The in-process worker (None with --engine-processes 0), started."""
+    processes = settings.engine_process_count
+    if processes == 0:
+        return None
+    from vodimg.services import build_worker
+
+    worker, pool = build_worker(_services(settings, database), processes)
+    worker.start()
+    print(f"vodimg: worker with {processes} engine processes", flush=True)
+    return worker, pool
+
+
+def stop_worker(started, settings: Settings) -> None:
+    if started is None:
+        return
+    worker, pool = started
+    if worker.busy:
+        print(f"vodimg: finishing {worker.busy} running tasks (at most {settings.drain_seconds:g} s)", flush=True)
+    worker.stop(settings.drain_seconds)
+    pool.close()
 
 
 def tls_files_for(settings: Settings) -> tuple[Path, Path] | None:
@@ -186,6 +243,8 @@ async def serve_all(servers: list, settings: Settings, announce: bool = True) ->
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
+        if not any(server.should_exit for server in servers):
+            print("vodimg: shutting down", flush=True)
         for server in servers:
             server.force_exit = server.should_exit
             server.should_exit = True

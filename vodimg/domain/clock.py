@@ -15,3 +15,12 @@ def utc_now() -> datetime:
 def iso_utc(moment: datetime) -> str:
     """``moment`` (timezone-aware) in the API's format."""
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> datetime | None:
+    """An ISO 8601 date-time with a zone (``2026-01-20T03:02:33Z``, ``...+08:00``), or None."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

@@ -29,3 +29,9 @@ def error_codes() -> frozenset[str]:
     common = _load("common-error-codes.json")["codes"].keys()
     vod = (item["code"] for item in _load("vod-error-codes.json"))
     return frozenset(common) | frozenset(vod)
+
+
+@lru_cache(maxsize=None)
+def vod_actions() -> frozenset[str]:
+    """The name of every action VOD 2018-07-17 has (implemented here or not)."""
+    return frozenset(_load("vod-actions.json")["actions"])

@@ -12,6 +12,8 @@ Transactions:
   (``BEGIN IMMEDIATE``: read-modify-write cannot interleave and never fails on a lock upgrade);
   on PostgreSQL an ordinary READ COMMITTED transaction in which callers lock rows they will
   change (``SELECT ... FOR UPDATE``, conditional ``UPDATE``) or take ``lock(conn, name)``.
+  ``after_commit(conn, callback)`` runs ``callback`` once that transaction has committed (e.g.
+  waking readers of the rows it wrote); a rollback drops it.
 
 The request path (per-request statements of the domain services) uses the same two kinds on the
 DB-API connection instead (SQLite: each thread's own; PostgreSQL: pooled): ``compile(statement)``
@@ -58,6 +60,8 @@ MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
 # Execution options our SQLite "begin" hook reads (PostgreSQL uses real isolation levels).
 _SQLITE_IMMEDIATE = "vodimg_sqlite_immediate"
 _SQLITE_NO_TRANSACTION = "vodimg_sqlite_no_transaction"
+# Key in ``Connection.info`` of the callbacks ``write()`` runs after its commit.
+_AFTER_COMMIT = "vodimg_after_commit"
 
 
 def sqlite_url(data_dir: pathlib.Path) -> str:
@@ -201,8 +205,14 @@ class Database:
         with self._writing(), self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(**{_SQLITE_IMMEDIATE: True})
-            with conn.begin():
-                yield conn
+            conn.info.pop(_AFTER_COMMIT, None)  # left by a transaction that was not ours
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                callbacks = conn.info.pop(_AFTER_COMMIT, ())
+        for callback in callbacks:  # reached only after the commit succeeded
+            callback()
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -257,6 +267,17 @@ class Database:
                 cursor.close()
 
     @contextmanager
+    def single_write(self) -> Iterator[Any]:
+        """A DB-API cursor for ONE write statement, atomic by itself: on PostgreSQL in autocommit
+        mode (one round trip, no BEGIN/COMMIT); on SQLite as ``transaction()`` (the writer lock)."""
+        if self.is_sqlite:
+            with self.transaction() as cursor:
+                yield cursor
+            return
+        with self.cursor() as cursor:
+            yield cursor
+
+    @contextmanager
     def _dbapi_connection(self) -> Iterator[Any]:
         """SQLite: this thread's own connection, taken out of the pool once (a SQLite connection is
         only a file handle, and a pool round trip costs more than a cached read); PostgreSQL: a
@@ -306,6 +327,11 @@ class Database:
             self._thread_local = threading.local()
             for owned in list(self._thread_connections):
                 owned.connection.close()
+
+
+def after_commit(conn: sa.Connection, callback) -> None:
+    """Run ``callback()`` after the ``write()`` transaction of ``conn`` commits (not on rollback)."""
+    conn.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 def _lock_key(name: str) -> int:

@@ -71,22 +71,27 @@ class Between:
 @dataclass(frozen=True)
 class Chars:
     """A string of ``min_chars`` to ``max_chars`` characters (Unicode code points, not bytes);
-    ``max_chars`` None: no upper limit."""
+    ``max_chars`` None: no upper limit. ``alphanumeric``: ASCII letters and digits only."""
 
     max_chars: int | None = None
     min_chars: int = 0
+    alphanumeric: bool = False
 
     def describe(self) -> str:
         if self.max_chars is None:
-            return f"at least {self.min_chars} character{'s' if self.min_chars != 1 else ''} long"
-        if self.min_chars:
-            return f"{self.min_chars} to {self.max_chars} characters long"
-        return f"at most {self.max_chars} characters long"
+            text = f"at least {self.min_chars} character{'s' if self.min_chars != 1 else ''} long"
+        elif self.min_chars:
+            text = f"{self.min_chars} to {self.max_chars} characters long"
+        else:
+            text = f"at most {self.max_chars} characters long"
+        return text + (", letters (A-Z, a-z) and digits only" if self.alphanumeric else "")
 
     def check(self, value, code: str, path: str):
         length = len(value)
         if length < self.min_chars or (self.max_chars is not None and length > self.max_chars):
             raise ApiError(code, f"{path} must be {self.describe()}; got {length} characters.")
+        if self.alphanumeric and value and not (value.isascii() and value.isalnum()):
+            raise ApiError(code, f"{path} must be {self.describe()}; got {_short(value)}.")
         return value
 
 
@@ -136,6 +141,7 @@ RULES: dict[str, tuple[str | None, Rule]] = {
     "DescribeProcessImageAsyncTemplatesRequest.Definitions": (None, MaxItems(100)),
     "DescribeProcessImageAsyncTemplatesRequest.Limit": (None, Between(1, 100)),
     "DescribeTasksRequest.Limit": (None, Between(1, 100)),
+    "DescribeTasksRequest.Status": (None, OneOf(("WAITING", "PROCESSING", "FINISH"))),
     # SubAppId 0 names no application (ours: the spec only says it is the application's ID).
     "*.SubAppId": (None, Between(1, None)),
     # Encoding
@@ -191,6 +197,16 @@ RULES: dict[str, tuple[str | None, Rule]] = {
     "ProcessImageAsyncRequest.SessionContext": (
         "InvalidParameterValue.SessionContextTooLong", Chars(max_chars=1000)),
     "ProcessImageAsyncOutputConfig.MediaName": (None, Chars(max_chars=64)),
+    # Events
+    "ConfirmEventsRequest.EventHandles": (None, MaxItems(16)),
+    "ModifyEventConfigRequest.Mode": (None, OneOf(("PUSH", "PULL"))),
+    # "由大小写字母及数字组成，最长32字符"; an empty SignKey removes the key (no T and Sign).
+    "ModifyEventConfigRequest.SignKey": (None, Chars(max_chars=32, alphanumeric=True)),
+    # ours: the spec gives no limit; 1024 characters hold any real callback URL.
+    "ModifyEventConfigRequest.NotificationUrl": (None, Chars(max_chars=1024)),
+    "ModifyEventConfigRequest.UploadMediaCompleteEventSwitch": (None, ON_OFF),
+    "ModifyEventConfigRequest.DeleteMediaCompleteEventSwitch": (None, ON_OFF),
+    "ModifyEventConfigRequest.PersistenceCompleteEventSwitch": (None, ON_OFF),
 }
 
 

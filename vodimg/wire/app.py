@@ -10,8 +10,11 @@ everything up to ``provider.call`` runs on the event loop, and so do the provide
 ``inline_actions`` (read-only actions on such a database); its ``serial_actions`` (writes to a
 database with one writer at a time) run on one writer thread, in turn; any other call (and
 everything on PostgreSQL) runs on a thread pool. So the loop never waits for a lock or a network
-round trip; a thread hop costs more than the whole of a cached read. Every answer is HTTP 200 with ``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error``
-only under that exact type) and a fresh uuid4 RequestId.
+round trip; a thread hop costs more than the whole of a cached read. A long poll (PullEvents with
+nothing ready) answers ``WaitThenRetry`` (vodimg/waiting.py): the loop awaits it, holding no thread
+and no database connection, then retries the call where it ran. Every answer is HTTP 200 with
+``Content-Type: application/json`` exactly (the official SDK reads ``Response.Error`` only under
+that exact type) and a fresh uuid4 RequestId.
 
 The rate limit is a token bucket kept in this process: with several API processes, each allows
 ``rate_limit`` requests per second per (account, action).
@@ -33,8 +36,9 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from vodimg.config import Settings
-from vodimg.errors import ApiError
+from vodimg.errors import ApiError, invalid_action
 from vodimg.spec import API_VERSION
+from vodimg.waiting import WaitThenRetry
 from vodimg.wire import signature
 from vodimg.wire.params import parse_form, unflatten
 
@@ -178,14 +182,24 @@ class WireProtocol:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def run(self, request: HttpRequest) -> dict:
-        """Everything after reading the request; on the loop only what never waits (module doc)."""
+        """Everything after reading the request; on the loop only what never waits (module doc).
+        An answer that is ``WaitThenRetry`` (a long poll) is awaited here, holding no thread, then
+        retried where the action ran."""
         if not self.lookups_never_wait:
-            return await self.in_thread(self.executor, self.process, request)
-        parsed = self.parse_checked(request)
-        if parsed.action in self.inline_actions:
-            return self.call(parsed)
-        executor = self.serial_executor if parsed.action in self.serial_actions else self.executor
-        return await self.in_thread(executor, self.call, parsed)
+            executor = self.executor
+            result = await self.in_thread(executor, self.process, request)
+        else:
+            parsed = self.parse_checked(request)
+            if parsed.action in self.inline_actions:
+                executor = None
+                result = self.call(parsed)
+            else:
+                executor = self.serial_executor if parsed.action in self.serial_actions else self.executor
+                result = await self.in_thread(executor, self.call, parsed)
+        while isinstance(result, WaitThenRetry):
+            await result.wait()
+            result = result.retry() if executor is None else await self.in_thread(executor, _retry, result)
+        return result
 
     @staticmethod
     async def in_thread(executor: ThreadPoolExecutor, function, argument):
@@ -279,13 +293,17 @@ class WireProtocol:
         if not action:
             raise ApiError("MissingParameter", f"The request is missing the required parameter {action_name}.")
         if action not in self.actions:
-            raise ApiError("InvalidAction", f"The action {action!r} does not exist.")
+            raise invalid_action(action)
         return action
 
     def check_rate(self, app_id: int, action: str) -> None:
         if self.limiter is not None and not self.limiter.allow((app_id, action), time.monotonic()):
             raise ApiError("RequestLimitExceeded",
                            f"More than {self.settings.rate_limit:g} {action} requests per second for this account.")
+
+
+def _retry(waiting: WaitThenRetry):
+    return waiting.retry()
 
 
 def _tc3_secret_id(authorization: str) -> str | None:

@@ -115,6 +115,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._open:
             self._sweep.append(self.loop.call_later(self._sweep_interval(), self._sweep_late_heads))
 
+    def _body_stalled(self) -> None:
+        """No body bytes for header_timeout: the client's fault unless the app has not taken what
+        was read yet (uvicorn then stops reading: flow control), which is nobody's to time out."""
+        if self.flow is not None and self.flow.read_paused:
+            self._body_timer = self.loop.call_later(self.header_timeout, self._body_stalled)
+        else:
+            self._body_timer = None
+            self._close()
+
     def _cancel_body_timer(self) -> None:
         if self._body_timer is not None:
             self._body_timer.cancel()
@@ -139,7 +148,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             # a body must keep coming: at most header_timeout between reads (nginx's
             # client_body_timeout); set only when the body did not arrive with its head
             self._cancel_body_timer()
-            self._body_timer = self.loop.call_later(self.header_timeout, self._close)
+            self._body_timer = self.loop.call_later(self.header_timeout, self._body_stalled)
         elif self._body_timer is not None:
             self._cancel_body_timer()
         elif self._head_bytes > MAX_HEAD_BYTES and waiting is not None:

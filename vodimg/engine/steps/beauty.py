@@ -8,7 +8,7 @@ Effects (``BeautyEffectItems``), on the skin mask of ``vodimg.engine.skin`` unle
   800 px, blended into the skin areas (at most 85 %, so skin keeps some texture).
 - ``whiten``: brightens skin with a log curve that lifts mid-tones most and keeps white at white.
 - ``rosy``: a warm pink tint on skin (red up, green slightly down).
-- ``sharpen``: the halo-clamped luma sharpening of SharpEnhance, on the whole image.
+- ``sharpen``: the halo-limited luma sharpening of SharpEnhance, on the whole image.
 
 Filters (``BeautyFilterItems``), colour looks on the whole image, each a 3x3 colour matrix and
 per-channel tone curves built in code: ``natural`` (slight contrast and saturation), ``warm``,

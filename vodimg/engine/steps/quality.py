@@ -9,7 +9,7 @@ Method, on luma Y and chroma Cr/Cb separately (YCrCb):
 3. Deringing: an edge-preserving bilateral filter on Y (mosquito noise around edges); chroma,
    which JPEG stores at half resolution and quantises hardest, is bilateral-filtered at half
    resolution.
-4. Detail: a halo-clamped unsharp mask on Y (``sharpen.sharpen_luma``), weaker the more
+4. Detail: a halo-limited unsharp mask on Y (``sharpen.sharpen_luma``), weaker the more
    artefacts the image had, so remaining block edges are not sharpened back.
 5. Local contrast: CLAHE on Y with a low clip limit, blended in partially.
 
@@ -40,7 +40,7 @@ class Strength:
     chroma_sigma: float  # bilateral range sigma on Cr/Cb at artefact level 1
     clahe_clip: float
     clahe_share: float  # share of the CLAHE result blended in
-    detail: float  # halo-clamped unsharp-mask amount on Y, after artefact removal
+    detail: float  # halo-limited unsharp-mask amount on Y, after artefact removal
 
 
 STRENGTHS = {

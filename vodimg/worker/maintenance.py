@@ -1,0 +1,102 @@
+"""The reaper and the sweeper, run by every worker process (each pass is safe to run anywhere at
+once: every change is a conditional statement).
+
+- Reaper (every few seconds): tasks whose lease ran out go back to WAITING, or finish with
+  ErrCode 70000 after the last attempt.
+- Sweeper (every minute): finished tasks older than 3 days and their stored input; media files past
+  their ExpireTime (bytes first, then the row, so a crash in between leaves a row the next pass
+  removes, never bytes nobody can find); SessionIds past their window; events neither confirmed
+  nor delivered within 4 days; a crashed writer's temporary files.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import sqlalchemy as sa
+
+from vodimg.domain.clock import iso_utc, utc_now
+from vodimg.domain.tasks import TASK_RETENTION_MS, input_key
+from vodimg.queue import FINISH, TaskQueue, now_ms
+from vodimg.storage.db import Database
+from vodimg.events import EVENT_RETENTION_MS
+from vodimg.storage.schema import events, media, task_sessions, tasks
+
+logger = logging.getLogger("vodimg.worker")
+
+REAP_SECONDS = 5.0
+SWEEP_SECONDS = 60.0
+SWEEP_BATCH = 500
+
+
+class Maintenance:
+    def __init__(self, db: Database, store, queue: TaskQueue, runners: dict, *, session_window_ms: int,
+                 reap_seconds: float = REAP_SECONDS, sweep_seconds: float = SWEEP_SECONDS):
+        self._db = db
+        self._store = store
+        self._queue = queue
+        self._runners = runners  # task type -> runner with ``reap(expired)``
+        self._session_window_ms = session_window_ms
+        self._reap_seconds = reap_seconds
+        self._sweep_seconds = sweep_seconds
+        self._next_reap = self._next_sweep = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_reap:
+            self._next_reap = now + self._reap_seconds
+            self.reap()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self._sweep_seconds
+            self.sweep()
+
+    def reap(self) -> int:
+        expired = self._queue.expired()
+        for task in expired:
+            logger.warning("task %s: the lease of attempt %d ran out", task.task_id, task.attempt)
+            runner = self._runners.get(task.task_type)
+            if runner is None:  # a type this process does not run: only requeue it
+                self._queue.requeue(task)
+            else:
+                runner.reap(task)
+        return len(expired)
+
+    def sweep(self) -> dict[str, int]:
+        done = {"tasks": self._sweep_tasks(), "media": self._sweep_media()}
+        with self._db.write() as conn:
+            done["sessions"] = conn.execute(task_sessions.delete().where(
+                task_sessions.c.created_ms < now_ms() - self._session_window_ms)).rowcount
+            done["events"] = conn.execute(events.delete().where(
+                events.c.created_ms < now_ms() - EVENT_RETENTION_MS)).rowcount
+        cleaner = getattr(self._store, "remove_stale_temporaries", None)
+        if cleaner is not None:
+            cleaner()
+        if any(done.values()):
+            logger.info("sweeper removed %s", done)
+        return done
+
+    def _sweep_tasks(self) -> int:
+        with self._db.read() as conn:
+            old = conn.execute(sa.select(tasks.c.task_id, tasks.c.source).where(
+                tasks.c.status == FINISH, tasks.c.created_ms < now_ms() - TASK_RETENTION_MS)
+                .limit(SWEEP_BATCH)).all()
+        for task_id, source in old:
+            if '"object"' in source:
+                self._store.delete(input_key(task_id))
+        if old:
+            with self._db.write() as conn:
+                conn.execute(tasks.delete().where(tasks.c.task_id.in_([row[0] for row in old])))
+        return len(old)
+
+    def _sweep_media(self) -> int:
+        with self._db.read() as conn:
+            expired = conn.execute(sa.select(media.c.file_id, media.c.storage_key).where(
+                media.c.expire_time.is_not(None), media.c.expire_time <= iso_utc(utc_now()))
+                .limit(SWEEP_BATCH)).all()
+        for _file_id, key in expired:
+            self._store.delete(key)
+        if expired:
+            with self._db.write() as conn:
+                conn.execute(media.delete().where(media.c.file_id.in_([row[0] for row in expired])))
+        return len(expired)
