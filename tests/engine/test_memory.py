@@ -60,6 +60,13 @@ def test_steps_run_in_strips_give_the_same_pixels(tiny_strips, spec):
     assert np.array_equal(whole, in_strips)
 
 
+def test_beauty_sharpen_in_strips_gives_the_same_pixels(tiny_strips):
+    image = tall_photo()
+    options = {"BeautyEffectItems": [{"Switch": "ON", "Type": "sharpen", "Value": 100}]}
+    in_strips = beauty.apply(Frame(image), options, StepContext()).bgr
+    assert np.array_equal(in_strips, beauty.sharpen(image, beauty.MAX_AMOUNT))
+
+
 def test_map_strips_matches_a_neighbourhood_filter_only_with_enough_halo(tiny_strips):
     image = tall_photo()
     blur = lambda pixels: cv2.GaussianBlur(pixels, (5, 5), 1.0)  # noqa: E731 - 2 rows of context

@@ -55,8 +55,8 @@ ENHANCE_STEPS = (
     StepSpec("face", "EnhanceConfig.FaceEnhance", 8, memory=10, memory_fixed=50 * MB),
     # per pixel (HSV curves)
     StepSpec("color", "EnhanceConfig.ColorEnhance", 2, memory=8, halo=0),
-    # 5x5 Gaussian and 3x3 min/max of luma: 2 rows of context
-    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2, memory=8, halo=2),
+    # Gaussians of sigma 1 and 3 (9 rows each side for 8-bit) and a 3x3 min/max of luma
+    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2, memory=8, halo=10),
     StepSpec("beauty", "BeautyConfig", 5, memory=15),
     StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON", memory=22, memory_fixed=200 * MB),
 )

@@ -49,8 +49,8 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     for kind, strength in effects:
         if strength <= 0.0:
             continue
-        if kind == "sharpen":  # 5x5 Gaussian and 3x3 min/max: 2 rows of context
-            bgr = map_strips(bgr, lambda strip: sharpen(strip, MAX_AMOUNT * strength), halo=2)
+        if kind == "sharpen":  # as SharpEnhance (pipeline.ENHANCE_STEPS): 10 rows of context
+            bgr = map_strips(bgr, lambda strip: sharpen(strip, MAX_AMOUNT * strength), halo=10)
             continue
         if mask is None:
             mask = skin.skin_mask(frame.bgr)
