@@ -28,6 +28,8 @@
 |                  | VODIMG_QUEUE_POLL_SECONDS | 0.2                  |
 |                  | VODIMG_DRAIN_SECONDS   | 30                      |
 |                  | VODIMG_SESSION_ID_DAYS | 3                       |
+|                  | VODIMG_REGION          | ap-guangzhou            |
+|                  | VODIMG_UPLOAD_SESSION_SECONDS | 3600             |
 |                  | VODIMG_EVENT_LEASE_SECONDS | 30 (PullEvents lease) |
 |                  | VODIMG_EVENT_WAIT_SECONDS | 5 (PullEvents long-poll) |
 |                  | VODIMG_EVENT_POLL_SECONDS | 0.5 (events of other processes) |
@@ -90,6 +92,8 @@ class Settings:
     queue_poll_seconds: float = 0.2
     drain_seconds: float = 30.0
     session_id_days: float = 3.0
+    region: str = "ap-guangzhou"  # StorageRegion, MediaBasicInfo.StorageRegion
+    upload_session_seconds: float = 3600.0  # ApplyUpload's TempCertificate and VodSessionKey
     event_lease_seconds: float = 30.0   # VOD's: confirm within 30 s or the event comes again
     event_wait_seconds: float = 5.0     # VOD's: a PullEvents with nothing ready waits up to 5 s
     event_poll_seconds: float = 0.5     # how often waiters look for events of other processes
@@ -142,6 +146,8 @@ class Settings:
             queue_poll_seconds=pick("queue_poll_seconds", "VODIMG_QUEUE_POLL_SECONDS", float, 0.2),
             drain_seconds=pick("drain_seconds", "VODIMG_DRAIN_SECONDS", float, 30.0),
             session_id_days=pick("session_id_days", "VODIMG_SESSION_ID_DAYS", float, 3.0),
+            region=pick("region", "VODIMG_REGION", str, "ap-guangzhou"),
+            upload_session_seconds=pick("upload_session_seconds", "VODIMG_UPLOAD_SESSION_SECONDS", float, 3600.0),
             event_lease_seconds=pick("event_lease_seconds", "VODIMG_EVENT_LEASE_SECONDS", float, 30.0),
             event_wait_seconds=pick("event_wait_seconds", "VODIMG_EVENT_WAIT_SECONDS", float, 5.0),
             event_poll_seconds=pick("event_poll_seconds", "VODIMG_EVENT_POLL_SECONDS", float, 0.5),
@@ -175,6 +181,7 @@ class Settings:
         for name, value in (("VODIMG_TASK_LEASE_SECONDS", self.task_lease_seconds),
                             ("VODIMG_QUEUE_POLL_SECONDS", self.queue_poll_seconds),
                             ("VODIMG_SESSION_ID_DAYS", self.session_id_days),
+                            ("VODIMG_UPLOAD_SESSION_SECONDS", self.upload_session_seconds),
                             ("VODIMG_EVENT_LEASE_SECONDS", self.event_lease_seconds),
                             ("VODIMG_EVENT_POLL_SECONDS", self.event_poll_seconds),
                             ("VODIMG_PUSH_TIMEOUT_SECONDS", self.push_timeout_seconds),

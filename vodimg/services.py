@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from vodimg.config import Settings
 from vodimg.domain.accounts import AccountService
 from vodimg.domain.media import MediaService
-from vodimg.domain.tasks import PROCESS_IMAGE, TaskService, TaskSettings
+from vodimg.domain.tasks import PROCESS_IMAGE, PULL_UPLOAD, TaskService, TaskSettings
 from vodimg.domain.templates import TemplateService
 from vodimg.errors import ApiError
 from vodimg.events.service import EventService, EventSettings
@@ -35,6 +35,9 @@ class Services:
     tasks: TaskService
     url_policy: object  # vodimg.netguard.UrlPolicy
     events: object  # vodimg.events.service.EventService
+    library: object = None  # vodimg.domain.uploads.MediaLibrary (ApplyUpload ... DeleteMedia)
+    cos_uploads: object = None  # vodimg.domain.uploads.CosUploads (the COS endpoint)
+    max_input_bytes: int = 0  # VODIMG_MAX_INPUT_BYTES
 
 
 def build_services(settings: Settings, database: Database) -> Services:
@@ -58,8 +61,15 @@ def build_services(settings: Settings, database: Database) -> Services:
     events = EventService(database, url_policy, EventSettings(
         lease_ms=int(settings.event_lease_seconds * 1000), wait_seconds=settings.event_wait_seconds,
         poll_seconds=settings.event_poll_seconds))
+    from vodimg.domain.uploads import CosUploads, MediaLibrary, UploadSettings
+    from vodimg.engine.limits import Limits
+
+    max_input_bytes = Limits.from_env().max_input_bytes
+    library = MediaLibrary(database, store, media, UploadSettings(
+        settings.public_base, settings.region, max_input_bytes, settings.upload_session_seconds))
+    cos_uploads = CosUploads(database, store, max_input_bytes)
     return Services(settings, database, store, queue, AccountService(database), templates, media, tasks,
-                    url_policy, events)
+                    url_policy, events, library, cos_uploads, max_input_bytes)
 
 
 def build_worker(services: Services, processes: int):
@@ -76,7 +86,11 @@ def build_worker(services: Services, processes: int):
     pool = EnginePool(processes, limits)
     runner = ImageTaskRunner(services.store, services.queue, services.media, pool, services.url_policy,
                              limits, settings.public_base)
-    runners = {PROCESS_IMAGE: runner}
+    from vodimg.worker.pull_upload import PullUploadRunner
+
+    pull_runner = PullUploadRunner(services.store, services.queue, services.url_policy, limits.max_input_bytes,
+                                   settings.public_base, settings.region)
+    runners = {PROCESS_IMAGE: runner, PULL_UPLOAD: pull_runner}
     maintenance = Maintenance(services.database, services.store, services.queue, runners,
                               session_window_ms=int(settings.session_id_days * 86_400_000))
     push = PushDelivery(services.database, services.url_policy, PushSettings(

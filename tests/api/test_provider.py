@@ -258,6 +258,9 @@ def test_on_sqlite_reads_may_run_on_the_event_loop_and_writes_on_one_thread(prov
     assert provider.serial_actions >= {CREATE, MODIFY, DELETE}
     # submission resolves host names and stores bytes: never on the loop or the writer thread
     assert "ProcessImageAsync" not in provider.inline_actions | provider.serial_actions
+    assert provider.inline_actions >= {"DescribeMediaInfos"} and "ApplyUpload" in provider.serial_actions
+    # CommitUpload reads the object store, PullUpload resolves host names, DeleteMedia deletes bytes
+    assert not {"CommitUpload", "PullUpload", "DeleteMedia"} & (provider.inline_actions | provider.serial_actions)
 
 
 @pytest.mark.postgres

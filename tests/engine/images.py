@@ -36,6 +36,16 @@ def with_gaussian_noise(bgr: np.ndarray, sigma: float, seed: int = 0) -> np.ndar
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
 
 
+def with_camera_noise(bgr: np.ndarray, shot: float, read: float, seed: int = 0) -> np.ndarray:
+    """Signal-dependent (Poisson-Gaussian) noise as a camera sensor makes it, on the 0-1 scale:
+    shot noise of variance ``shot`` * intensity (photon counts intensity / shot) plus Gaussian
+    read noise of std ``read``; rounded and clipped to 8 bits."""
+    rng = np.random.default_rng(seed)
+    unit = shot * 255.0  # one photon, in 8-bit levels
+    noisy = rng.poisson(bgr.astype(np.float64) / unit) * unit + rng.normal(0.0, read * 255.0, bgr.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
 def darkened(bgr: np.ndarray, gain: float = 0.25, gamma: float = 1.6) -> np.ndarray:
     """A low-light version: lower exposure and a steeper tone curve."""
     x = (bgr.astype(np.float32) / 255.0) ** gamma * gain

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.engine.images import PHOTOS, photo, psnr, with_gaussian_noise
+from tests.engine.images import PHOTOS, photo, psnr, with_camera_noise, with_gaussian_noise
 from vodimg.engine.errors import InvalidConfig, ProcessingTimeout
 from vodimg.engine.frame import Frame, StepContext
 from vodimg.engine.steps import denoise
@@ -144,3 +144,45 @@ def test_sampled_estimate_on_a_large_image_matches_the_whole_image(sigma):
     assert image.shape[0] * image.shape[1] > denoise.SAMPLE_FACTOR * denoise.SAMPLE_PIXELS  # sampled
     whole = denoise.estimate_sigma(image, sample_pixels=image.size)
     assert denoise.estimate_sigma(image) == pytest.approx(whole, rel=0.05, abs=0.3)  # measured: within 2.5 %
+
+
+def camera_noisy(name: str, shot: float = 0.008, read: float = 0.01, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    clean = photo(name)[96:352, 96:352]  # 256x256
+    return clean, with_camera_noise(clean, shot, read, seed=seed)
+
+
+def test_noise_level_function_tells_camera_noise_from_white_noise():
+    clean = photo("astronaut")
+    a, b = denoise.noise_level_function(with_camera_noise(clean, 0.008, 0.01, seed=1))
+    assert a > 1.0  # true a = 0.008 * 255 = 2.04 levels per level of brightness
+    a_white, b_white = denoise.noise_level_function(with_gaussian_noise(clean, 15, seed=1))
+    assert a_white < 0.3 * a and np.sqrt(b_white) == pytest.approx(15.0, rel=0.2)
+
+
+def test_noise_map_follows_brightness_for_camera_noise():
+    dark_to_bright = np.repeat(np.linspace(20, 235, 256).astype(np.uint8)[None, :, None], 3, axis=2)
+    levels = denoise.noise_map(np.repeat(dark_to_bright, 64, axis=0), a=2.0, b=9.0)
+    assert levels.shape == (64, 256) and levels.dtype == np.float32
+    assert levels[32, 10] < levels[32, 128] < levels[32, 245]
+    assert levels[32, 128] == pytest.approx(np.sqrt(2.0 * dark_to_bright[0, 128, 0] + 9.0), rel=0.05)
+
+
+@pytest.mark.parametrize("name", HELD_OUT)
+def test_camera_noise_strong_beats_weak_and_non_local_means(name):
+    clean, noisy = camera_noisy(name)
+    strong, weak = psnr(run(noisy, "strong").bgr, clean), psnr(run(noisy, "weak").bgr, clean)
+    sigma = denoise.estimate_sigma(noisy)
+    nlm = max(psnr(cv2.fastNlMeansDenoisingColored(noisy, None, f * sigma, f * sigma, 7, 21), clean) for f in (0.5, 0.8))
+    assert weak > psnr(noisy, clean) + 1.5
+    assert strong > weak + 0.5
+    assert strong > nlm + 0.5
+
+
+def test_strong_tiles_match_the_whole_image_and_repeat():
+    _, noisy = camera_noisy("coffee")
+    levels = denoise.noise_map(noisy, *denoise.noise_level_function(noisy))
+    whole = denoise.denoise(noisy, levels, StepContext(), tile=1024, nlm_h=8.0)
+    tiled = denoise.denoise(noisy, levels, StepContext(), tile=128, nlm_h=8.0)
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
+    assert np.mean(whole != tiled) < 0.001
+    assert np.array_equal(run(noisy, "strong").bgr, run(noisy, "strong").bgr)

@@ -14,6 +14,12 @@ noise (residual learning, as DnCNN); the output is input minus prediction.
 Data: scikit-image's bundled photos with clear licences (see README.md). The benchmark and test
 photos ``astronaut``, ``coffee`` and ``chelsea`` are HELD OUT: never used for training or for
 choosing a checkpoint (the last checkpoint is the one shipped; held-out PSNR is only logged).
+
+Fine-tuning for camera noise (``--init-onnx`` the shipped model ``--noise camera``): a share of
+the crops get signal-dependent Poisson-Gaussian noise instead of white noise, some of them then
+saved as JPEG quality 75-95, and the network's noise map is the one the service itself estimates
+from the noisy crop (``vodimg.engine.steps.denoise.noise_level_function`` and ``noise_map``), so
+it learns to remove what that estimate under-reads (JPEG-correlated noise reads low).
 """
 
 from __future__ import annotations
@@ -114,6 +120,67 @@ def sample_sigma(rng: np.random.Generator) -> float:
     return float(rng.uniform(0, SIGMA_MAX) if rng.random() < 0.5 else rng.uniform(5, 35))
 
 
+CAMERA_SHARE = 0.6  # of the crops, with --noise camera
+JPEG_SHARE = 0.5  # of those, saved as JPEG too (quality JPEG_QUALITIES), as a phone does
+JPEG_QUALITIES = (75, 95)
+
+
+def camera_noisy(rng: np.random.Generator, clean: np.ndarray) -> np.ndarray:
+    """Poisson-Gaussian noise (shot noise variance a * x, read noise std r, 0-1 scale) on an
+    8-bit crop; half the time then JPEG-compressed."""
+    shot = float(rng.uniform(0.0005, 0.02))
+    read = float(rng.uniform(0.002, 0.03))
+    unit = shot * 255.0
+    noisy = rng.poisson(clean / unit) * unit + rng.normal(0.0, read * 255.0, clean.shape)
+    noisy = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+    if rng.random() < JPEG_SHARE:
+        quality = int(rng.integers(JPEG_QUALITIES[0], JPEG_QUALITIES[1] + 1))
+        ok, data = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        noisy = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    return noisy.astype(np.float32)
+
+
+def make_camera_batch(rng, photos, batch: int, size: int):
+    """Like make_batch, with CAMERA_SHARE of the crops camera-noisy, and every crop's noise map
+    estimated from the noisy crop as the service does."""
+    from vodimg.engine.steps import denoise as service
+
+    clean = np.rint(np.stack([random_patch(rng, photos, size) for _ in range(batch)]))
+    noisy, maps = [], []
+    for crop in clean:
+        if rng.random() < CAMERA_SHARE:
+            degraded = camera_noisy(rng, crop)
+        else:
+            degraded = np.clip(np.rint(crop + rng.normal(size=crop.shape) * sample_sigma(rng)), 0, 255)
+        pixels = degraded.astype(np.uint8)
+        maps.append(service.noise_map(pixels, *service.noise_level_function(pixels)))
+        noisy.append(degraded)
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(np.stack(a).transpose(0, 3, 1, 2)) / 255.0).float()
+    sigma_map = torch.from_numpy(np.stack(maps) / 255.0)[:, None].float()
+    return to_t(noisy), sigma_map, to_t(list(clean))
+
+
+def load_onnx_weights(model: nn.Module, path: str) -> None:
+    """Start from a shipped ONNX file: its initializers (float16 or float32), matched to the
+    model's parameters by name, else in order by shape."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(path).graph
+    tensors = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in graph.initializer}
+    state = model.state_dict()
+    unused = [name for name in tensors if name not in state]
+    for key, value in state.items():
+        if key in tensors:
+            source = tensors[key]
+        else:
+            match = next(name for name in unused if tensors[name].shape == tuple(value.shape))
+            unused.remove(match)
+            source = tensors[match]
+        state[key] = torch.from_numpy(source.reshape(value.shape))
+    model.load_state_dict(state)
+
+
 def make_batch(rng, photos, batch: int, size: int):
     clean = np.stack([random_patch(rng, photos, size) for _ in range(batch)])
     clean = np.rint(clean)
@@ -166,6 +233,8 @@ def main() -> None:
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init-onnx", help="start from this ONNX model's weights (fine-tuning)")
+    ap.add_argument("--noise", choices=("gaussian", "camera"), default="gaussian")
     args = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -174,6 +243,9 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     photos = load_photos()
     model = DenoiseUNet()
+    if args.init_onnx:
+        load_onnx_weights(model, args.init_onnx)
+    batches = make_camera_batch if args.noise == "camera" else make_batch
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{len(photos)} training images, {n_params} parameters", flush=True)
@@ -184,7 +256,7 @@ def main() -> None:
     while (elapsed := time.monotonic() - start) < budget:
         for group in opt.param_groups:
             group["lr"] = learning_rate(elapsed / budget, args.lr)
-        noisy, sigma_map, clean = make_batch(rng, photos, args.batch, args.patch)
+        noisy, sigma_map, clean = batches(rng, photos, args.batch, args.patch)
         loss = F.mse_loss(model(noisy, sigma_map), clean)
         opt.zero_grad()
         loss.backward()

@@ -43,11 +43,13 @@ def action(name: str, *, database: str | None = None):
 class VodProvider:
     actions: frozenset[str] = frozenset()  # set below, from the registry
 
-    def __init__(self, accounts: AccountService, templates: TemplateService, tasks=None, events=None):
+    def __init__(self, accounts: AccountService, templates: TemplateService, tasks=None, events=None,
+                 library=None):
         self._accounts = accounts
         self._templates = templates
         self._tasks = tasks  # vodimg.domain.tasks.TaskService
         self._events = events  # vodimg.events.service.EventService
+        self._library = library  # vodimg.domain.uploads.MediaLibrary
         # Where the wire runs each call (empty on PostgreSQL: every call on its thread pool):
         # - inline_actions never wait (database reads that never wait): on the event loop;
         # - serial_actions only wait for a database with one writer at a time: on one thread, in
@@ -108,6 +110,32 @@ class VodProvider:
     @action("DescribeTasks", database="read")
     def _describe_tasks(self, sub_app_id: int, params: dict) -> dict:
         return self._tasks.list(sub_app_id, params)
+
+    # --- the media library -----------------------------------------------------------------------
+
+    @action("ApplyUpload", database="write")
+    def _apply_upload(self, sub_app_id: int, params: dict) -> dict:
+        return self._library.apply(sub_app_id, params)
+
+    # Not database-only: reads the uploaded object's header from the object store.
+    @action("CommitUpload")
+    def _commit_upload(self, sub_app_id: int, params: dict) -> dict:
+        return self._library.commit(sub_app_id, params["VodSessionKey"])
+
+    # Not database-only: the MediaUrl's host name is resolved (the URL guard).
+    @action("PullUpload")
+    def _pull_upload(self, sub_app_id: int, params: dict) -> dict:
+        return {"TaskId": self._tasks.submit_pull_upload(sub_app_id, params)}
+
+    @action("DescribeMediaInfos", database="read")
+    def _describe_media_infos(self, sub_app_id: int, params: dict) -> dict:
+        return self._library.describe(sub_app_id, params["FileIds"], params.get("Filters"))
+
+    # Not database-only: the stored bytes are deleted too.
+    @action("DeleteMedia")
+    def _delete_media(self, sub_app_id: int, params: dict) -> dict:
+        self._library.delete(sub_app_id, params["FileId"], params.get("DeleteParts"))
+        return {}
 
     # --- events ----------------------------------------------------------------------------------
 

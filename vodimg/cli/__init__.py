@@ -7,7 +7,7 @@ import importlib
 import sys
 
 # Sub-command modules, in the order ``vodimg --help`` lists them.
-COMMAND_MODULES = ("serve", "worker", "accounts", "tls", "process")
+COMMAND_MODULES = ("serve", "worker", "accounts", "tls", "process", "upload")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -144,11 +144,13 @@ def build_app(settings: Settings, database):
     """Services, provider and the ASGI app on an opened database."""
     from vodimg.api.provider import VodProvider
     from vodimg.wire.app import create_app
+    from vodimg.wire.cos import CosRoute
     from vodimg.wire.files import file_routes
 
     services = _services(settings, database)
-    provider = VodProvider(services.accounts, services.templates, services.tasks, services.events)
-    routes = file_routes(services.media.get, services.store, settings.presign_seconds)
+    provider = VodProvider(services.accounts, services.templates, services.tasks, services.events,
+                           library=services.library)
+    routes = [CosRoute(services.cos_uploads), *file_routes(services.media.get, services.store, settings.presign_seconds)]
     return create_app(provider, services.accounts, settings, routes=routes)
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from vodimg.domain.clock import iso_utc, utc_now
 from vodimg.storage.db import Database
 from vodimg.storage.schema import media
 
@@ -88,15 +89,80 @@ class MediaService:
         self._db = db
 
     def get(self, sub_app_id: int, file_id: str) -> MediaFile | None:
-        """The application's media file ``file_id``, or None (also for another application's)."""
-        if not is_file_id(file_id):
-            return None
+        """The application's media file ``file_id``, or None (also for another application's, and
+        for one past its ExpireTime that the sweeper has not removed yet)."""
+        found = self.get_many(sub_app_id, [file_id])
+        return found[0] if found else None
+
+    def get_many(self, sub_app_id: int, file_ids: list[str]) -> list[MediaFile]:
+        """The application's live media files among ``file_ids`` (in no particular order)."""
+        wanted = [file_id for file_id in file_ids if is_file_id(file_id)]
+        if not wanted:
+            return []
         with self._db.read() as conn:
-            row = conn.execute(sa.select(*_COLUMNS).where(
-                media.c.file_id == file_id, media.c.sub_app_id == sub_app_id)).first()
-        return MediaFile(**row._mapping) if row is not None else None
+            rows = conn.execute(sa.select(*_COLUMNS).where(
+                media.c.file_id.in_(wanted), media.c.sub_app_id == sub_app_id,
+                sa.or_(media.c.expire_time.is_(None), media.c.expire_time > iso_utc(utc_now())))).all()
+        return [MediaFile(**row._mapping) for row in rows]
 
 
 def insert_media(conn: sa.Connection, file: MediaFile) -> None:
     """Insert ``file``'s row in the caller's transaction."""
     conn.execute(media.insert().values(**file.row()))
+
+
+# -- uploads and pulls: what an image is, from its header ---------------------------------------------
+
+# MediaType values ApplyUpload and PullUpload accept (image extensions the header probe can read).
+IMAGE_TYPES = ("jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff")
+# Pillow's format name -> (Container as MetaData shows it, Content-Type served).
+HEADER_FORMATS = {
+    "JPEG": ("jpeg", "image/jpeg"), "MPO": ("jpeg", "image/jpeg"), "PNG": ("png", "image/png"),
+    "GIF": ("gif", "image/gif"), "BMP": ("bmp", "image/bmp"), "WEBP": ("webp", "image/webp"),
+    "TIFF": ("tiff", "image/tiff"),
+}
+HEADER_BYTES = 512 * 1024  # enough for any header these formats have (JPEG APP segments included)
+NEVER_EXPIRES = "9999-12-31T23:59:59Z"  # MediaBasicInfo.ExpireTime of a file without one
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    container: str
+    content_type: str
+    width: int
+    height: int
+
+
+def probe_header(head: bytes) -> ImageHeader | None:
+    """The image format and size from the first bytes of a file, or None when it is not an image
+    of a known format. Pillow's ``Image.open`` parses the header only: no pixel is decoded."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # (the JPEG plugin itself answers MPO for a multi-picture JPEG)
+            with Image.open(io.BytesIO(head), formats=[name for name in HEADER_FORMATS if name != "MPO"]) as image:
+                container, content_type = HEADER_FORMATS[image.format]
+                width, height = image.size
+    except (OSError, ValueError, SyntaxError, KeyError, Image.DecompressionBombError):
+        return None
+    if width <= 0 or height <= 0:
+        return None
+    return ImageHeader(container, content_type, width, height)
+
+
+def basic_info(file: MediaFile, public_base: str, region: str) -> dict:
+    """MediaBasicInfo as DescribeMediaInfos, PullUploadTask and the upload event show it."""
+    return {
+        "Name": file.name, "Description": "", "CreateTime": file.create_time, "UpdateTime": file.update_time,
+        "ExpireTime": file.expire_time or NEVER_EXPIRES, "ClassId": file.class_id, "ClassName": "",
+        "ClassPath": "", "CoverUrl": "", "Type": file.type, "MediaUrl": file.url(public_base),
+        "SourceInfo": {"SourceType": file.source_type, "SourceContext": file.source_context,
+                       "LiveRecordInfo": None, "TrtcRecordInfo": None, "WebPageRecordInfo": None},
+        "StorageRegion": region, "StoragePath": "", "TagSet": [], "Vid": "", "Category": CATEGORY_IMAGE,
+        "Status": "Normal", "StorageClass": "STANDARD",
+    }

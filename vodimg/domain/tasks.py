@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from vodimg.domain.clock import Clock, iso_utc, parse_iso, utc_now
 from vodimg.domain.media import MediaService, media_url
+from vodimg.domain.uploads import checked_expire_time, checked_media_type, url_media_type
 from vodimg.errors import ApiError
 from vodimg.objectstore import ObjectStore
 from vodimg.queue import FINISH, PROCESSING, WAITING, TaskQueue, now_ms
@@ -125,6 +126,27 @@ class TaskService:
             days = self.settings.session_window_ms / 86_400_000
             raise ApiError("InvalidParameterValue.SessionId",
                            f"SessionId {session_id!r} was already used by a request of the last {days:g} days.") from None
+
+    # -- PullUpload -----------------------------------------------------------------------------------
+
+    def submit_pull_upload(self, sub_app_id: int, params: dict) -> str:
+        """Queue a PullUpload task (vodimg/worker/pull_upload.py fetches and stores the file)."""
+        url = params["MediaUrl"]
+        try:
+            self._url_check(url)
+        except ApiError as refused:
+            raise ApiError("InvalidParameterValue.MediaUrl", refused.message.replace("Url", "MediaUrl", 1)) from None
+        media_type = checked_media_type(params["MediaType"], "MediaType") if params.get("MediaType") else url_media_type(url)
+        class_id = params.get("ClassId", 0)
+        if class_id < 0:
+            raise ApiError("InvalidParameterValue.ClassId", f"ClassId must be 0 or more; got {class_id}.")
+        source = {"kind": "pull", "url": url, "media_type": media_type, "media_name": params.get("MediaName") or "",
+                  "class_id": class_id, "expire_time": checked_expire_time(params.get("ExpireTime"), self._clock()),
+                  "source_context": params.get("SourceContext") or ""}
+        task_id = f"{sub_app_id}-{PULL_UPLOAD}-{secrets.token_hex(16)}"
+        self._insert(task_id, sub_app_id, PULL_UPLOAD, params, source=source, shown_input={"MediaUrl": url},
+                     input_file_id=None, configure=None)
+        return task_id
 
     # -- DescribeTaskDetail, DescribeTasks --------------------------------------------------------
 
@@ -238,8 +260,26 @@ def describe_task(row, public_base: str) -> dict:
     shown = {"TaskType": row["task_type"], "Status": row["status"], "CreateTime": row["create_time"],
              "BeginProcessTime": row["begin_process_time"] or "", "FinishTime": row["finish_time"] or "",
              "PullUploadTask": None, "ProcessImageAsyncTask": None}
-    shown[f"{row['task_type']}Task"] = task_record(row, public_base)
+    record = pull_task_record if row["task_type"] == PULL_UPLOAD else task_record
+    shown[f"{row['task_type']}Task"] = record(row, public_base)
     return shown
+
+
+def pull_task_record(row, public_base: str) -> dict:
+    """The ``PullUploadTask`` member (as DescribeTaskDetail and the PullComplete event show it)."""
+    output = orjson.loads(row["output"]) if row["output"] else None
+    basic_info, file_url = None, ""
+    if output is not None:
+        file_url = media_url(public_base, row["sub_app_id"], output["FileId"], output["MediaName"], output["FileType"])
+        basic_info = {**output["MediaBasicInfo"], "MediaUrl": file_url}
+    return {
+        "TaskId": row["task_id"], "Status": FINISH if row["status"] == FINISH else PROCESSING,
+        "ErrCode": row["err_code"], "Message": row["message"], "Progress": row["progress"],
+        "FileId": output["FileId"] if output else "", "MediaBasicInfo": basic_info,
+        "MetaData": output["MetaData"] if output else None, "FileUrl": file_url,
+        "ProcedureTaskId": "", "ReviewAudioVideoTaskId": "",
+        "SessionContext": row["session_context"], "SessionId": row["session_id"],
+    }
 
 
 def task_record(row, public_base: str) -> dict:

@@ -51,6 +51,9 @@ class StepContext:
     deadline: float = float("inf")  # time.monotonic() value
     progress: Callable[[float], None] = field(default=lambda fraction: None)
     max_output_pixels: int = 4096 * 4096
+    # The source file's JPEG quality estimated from its quantisation tables (codec.decode), 100
+    # for lossless sources: steps that adapt to compression (super-resolution) read it.
+    source_quality: int = 100
 
     def check_deadline(self) -> None:
         if time.monotonic() > self.deadline:

@@ -17,7 +17,7 @@ import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import ncnn
 import numpy as np
@@ -159,4 +159,46 @@ def run_tiled(
             ]
             done += 1
             progress(done / total)
+    return out
+
+
+def run_tiled_mean(
+    models: Sequence[NcnnModel],
+    bgr: np.ndarray,
+    tile: int = 128,
+    progress: Callable[[float], None] = lambda fraction: None,
+    check_deadline: Callable[[], None] = lambda: None,
+    mirrored: bool = False,
+) -> np.ndarray:
+    """The mean of several models' ``run_tiled`` outputs (same scale), averaged tile by tile, so
+    memory is one output whatever the number of models. With ``mirrored`` every model also runs
+    on the left-right mirrored tile, mirrored back (a self-ensemble: twice the work, errors that
+    differ). One model, not mirrored, gives exactly ``run_tiled``'s output; the mean is rounded
+    half up."""
+    scale = models[0].spec.scale
+    if any(model.spec.scale != scale for model in models):
+        raise ValueError("run_tiled_mean needs models of one scale")
+    h, w = bgr.shape[:2]
+    padded = {m.spec.halo: np.pad(bgr, ((m.spec.halo,) * 2, (m.spec.halo,) * 2, (0, 0)), mode="edge") for m in models}
+    out = np.empty((h * scale, w * scale, 3), np.uint8)
+    rows, cols = tile_grid(h, tile), tile_grid(w, tile)
+    views = (False, True) if mirrored else (False,)
+    runs = len(models) * len(views)
+    total, done = len(rows) * len(cols) * runs, 0
+    for y0, y1 in rows:
+        for x0, x1 in cols:
+            acc = np.zeros(((y1 - y0) * scale, (x1 - x0) * scale, 3), np.uint16)
+            for model in models:
+                halo, trim = model.spec.halo, (model.spec.halo - model.spec.consumed) * scale
+                window = padded[halo][y0 : y1 + 2 * halo, x0 : x1 + 2 * halo]
+                for mirror in views:
+                    check_deadline()
+                    if mirror:  # the halo is symmetric, so the mirrored window is the mirrored image's tile
+                        result = model.run(np.ascontiguousarray(window[:, ::-1]))[:, ::-1]
+                    else:
+                        result = model.run(window)
+                    acc += result[trim : trim + acc.shape[0], trim : trim + acc.shape[1]]
+                    done += 1
+                    progress(done / total)
+            out[y0 * scale : y1 * scale, x0 * scale : x1 * scale] = (acc * 2 + runs) // (2 * runs)
     return out

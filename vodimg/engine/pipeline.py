@@ -155,7 +155,7 @@ def run(
 
     source = codec.decode(data, limits, lambda header: memory.check(header, steps, limits))
     settings = codec.output_settings(source, (configure or {}).get("EncodeConfig"))
-    frame = source.frame
+    frame, source_quality = source.frame, source.quality
     del source  # the decoded frame lives only as long as a step needs it
     tracker.at(0, 1.0)
     for index, (step, function) in enumerate(zip(steps, functions), start=1):
@@ -164,6 +164,7 @@ def run(
             deadline=deadline,
             progress=tracker.for_unit(index),
             max_output_pixels=limits.max_output_pixels,
+            source_quality=source_quality,
         )
         frame = _checked(_run_step(step, function, frame, ctx), step.spec)
         memory.release_free_memory()

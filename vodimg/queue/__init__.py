@@ -92,6 +92,17 @@ _RENEW = (
 )
 
 
+def _finish(names: tuple[str, ...], expired_only: bool):
+    """FINISH, setting the columns ``names`` from parameters of the same names, while the lease
+    ``(task_id, attempt)`` holds (and, for the reaper, has run out)."""
+    where = [tasks.c.task_id == sa.bindparam("held_task_id"), tasks.c.attempt == sa.bindparam("held_attempt"),
+             tasks.c.status == PROCESSING]
+    if expired_only:
+        where.append(tasks.c.lease_until_ms < sa.bindparam("now"))
+    values = {name: sa.bindparam(f"new_{name}", type_=tasks.c[name].type) for name in names}
+    return tasks.update().where(*where).values(status=FINISH, lease_until_ms=sa.null(), worker=sa.null(), **values)
+
+
 def _held(task_id: str, attempt: int):
     """The WHERE clause of every statement a lease holder makes: its token still holds."""
     return sa.and_(tasks.c.task_id == task_id, tasks.c.attempt == attempt, tasks.c.status == PROCESSING)
@@ -105,6 +116,7 @@ class TaskQueue:
         self._signals = 0
         self._claims: dict = {}  # task types -> compiled claim statement
         self._renew = db.compile(_RENEW)
+        self._finishes: dict = {}  # (value names, expired_only) -> compiled finish statement
 
     # -- wake-up ------------------------------------------------------------------------------
 
@@ -144,21 +156,23 @@ class TaskQueue:
         """FINISH with ``values`` (err_code, message, output, finish_time, progress), and ``also``
         in the same transaction, if the lease ``attempt`` still holds; False (nothing done) if not.
         ``expired_only`` (the reaper): only if that lease has also run out."""
-        where = _held(task_id, attempt)
-        if expired_only:
-            where = sa.and_(where, tasks.c.lease_until_ms < now_ms())
-        values = {name: sa.null() if value is None else value for name, value in values.items()}
-        statement = tasks.update().where(where).values(status=FINISH, lease_until_ms=sa.null(), worker=sa.null(),
-                                                       **values)
+        params = {"held_task_id": task_id, "held_attempt": attempt, "now": now_ms(),
+                  **{f"new_{name}": value for name, value in values.items()}}
         if also is None:  # one statement: one round trip
             with self._db.single_write() as cursor:
-                compiled = self._db.compile(statement)
-                return compiled.run(cursor).rowcount == 1
+                return self._finish_statement(tuple(values), expired_only).run(cursor, params).rowcount == 1
         with self._db.write() as conn:
-            done = conn.execute(statement).rowcount == 1
+            done = conn.execute(_finish(tuple(values), expired_only), params).rowcount == 1
             if done:
                 also(conn)
         return done
+
+    def _finish_statement(self, names: tuple[str, ...], expired_only: bool):
+        key = (names, expired_only)
+        statement = self._finishes.get(key)
+        if statement is None:
+            statement = self._finishes[key] = self._db.compile(_finish(names, expired_only))
+        return statement
 
     def release(self, task_id: str, attempt: int, *, failed: bool) -> bool:
         """Back to WAITING (another worker takes it); ``failed`` counts the attempt as a failure."""

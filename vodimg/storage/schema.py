@@ -200,3 +200,53 @@ event_config = sa.Table(
     sa.Column("persistence_complete", sa.Boolean, nullable=False),  # PersistenceCompleteEventSwitch
     sa.Column("update_time", sa.String(20), nullable=False),
 )
+
+# -- uploads (migration 0006) -------------------------------------------------------------------------
+# One ApplyUpload: its temporary COS credential, what CommitUpload will create, and the object the
+# COS endpoint stored for it (``object_key``: a fresh key per PUT or completed multipart upload,
+# under ``uploads/<session_id>/``, so a second PUT never overwrites bytes being read).
+upload_sessions = sa.Table(
+    "upload_sessions",
+    metadata,
+    sa.Column("session_id", sa.String(32), primary_key=True),  # the 32 hex of MediaStoragePath
+    sa.Column("sub_app_id", sa.BigInteger, sa.ForeignKey("applications.sub_app_id"), nullable=False),
+    sa.Column("session_secret", sa.String(64), nullable=False),  # the VodSessionKey's secret part
+    sa.Column("temp_secret_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("temp_secret_key", sa.String(64), nullable=False),
+    sa.Column("temp_token", sa.String(128), nullable=False),
+    sa.Column("storage_path", sa.Text, nullable=False),  # the COS object key (MediaStoragePath without /)
+    sa.Column("media_type", sa.String(16), nullable=False),
+    sa.Column("media_name", sa.Text, nullable=False),
+    sa.Column("class_id", sa.BigInteger, nullable=False),
+    sa.Column("source_context", sa.Text, nullable=False),
+    sa.Column("session_context", sa.Text, nullable=False),
+    sa.Column("media_expire_time", sa.String(20), nullable=True),  # the media's ExpireTime
+    sa.Column("object_key", sa.Text, nullable=True),  # what PUT/CompleteMultipartUpload stored
+    sa.Column("object_size", sa.BigInteger, nullable=True),
+    sa.Column("object_md5", sa.String(32), nullable=True),
+    sa.Column("file_id", sa.String(19), nullable=True),  # set once, by CommitUpload
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Column("expires_ms", sa.BigInteger, nullable=False),  # credential and VodSessionKey end
+    sa.Index("ix_upload_sessions_expires", "expires_ms"),
+)
+
+# COS multipart uploads in progress; their parts are objects under uploads/<session_id>/parts/.
+multipart_uploads = sa.Table(
+    "multipart_uploads",
+    metadata,
+    sa.Column("upload_id", sa.String(32), primary_key=True),
+    sa.Column("session_id", sa.String(32), nullable=False),
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_multipart_uploads_session", "session_id"),
+)
+
+multipart_parts = sa.Table(
+    "multipart_parts",
+    metadata,
+    sa.Column("upload_id", sa.String(32), primary_key=True),
+    sa.Column("part_number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("object_key", sa.Text, nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("etag", sa.String(32), nullable=False),  # the part's MD5, hex
+    sa.Column("created_ms", sa.BigInteger, nullable=False),
+)

@@ -197,6 +197,13 @@ RULES: dict[str, tuple[str | None, Rule]] = {
     "ProcessImageAsyncRequest.SessionContext": (
         "InvalidParameterValue.SessionContextTooLong", Chars(max_chars=1000)),
     "ProcessImageAsyncOutputConfig.MediaName": (None, Chars(max_chars=64)),
+    # The media library (ApplyUpload, PullUpload)
+    "ApplyUploadRequest.SourceContext": (None, Chars(max_chars=250)),
+    "ApplyUploadRequest.SessionContext": ("InvalidParameterValue.SessionContextTooLong", Chars(max_chars=1000)),
+    "PullUploadRequest.SourceContext": (None, Chars(max_chars=250)),
+    "PullUploadRequest.SessionContext": ("InvalidParameterValue.SessionContextTooLong", Chars(max_chars=1000)),
+    "PullUploadRequest.SessionId": ("InvalidParameterValue.SessionIdTooLong", Chars(max_chars=50)),
+    "PullUploadRequest.TasksPriority": (None, Between(-10, 10)),
     # Events
     "ConfirmEventsRequest.EventHandles": (None, MaxItems(16)),
     "ModifyEventConfigRequest.Mode": (None, OneOf(("PUSH", "PULL"))),

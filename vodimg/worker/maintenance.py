@@ -6,7 +6,9 @@ once: every change is a conditional statement).
 - Sweeper (every minute): finished tasks older than 3 days and their stored input; media files past
   their ExpireTime (bytes first, then the row, so a crash in between leaves a row the next pass
   removes, never bytes nobody can find); SessionIds past their window; events neither confirmed
-  nor delivered within 4 days; a crashed writer's temporary files.
+  nor delivered within 4 days; a crashed writer's temporary files; upload sessions past their end
+  (ApplyUpload's hour) with what they left under ``uploads/<session>/``: objects never committed,
+  abandoned multipart uploads and their parts (objects first, then the rows, for the same reason).
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from vodimg.domain.tasks import TASK_RETENTION_MS, input_key
 from vodimg.queue import FINISH, TaskQueue, now_ms
 from vodimg.storage.db import Database
 from vodimg.events import EVENT_RETENTION_MS
-from vodimg.storage.schema import events, media, task_sessions, tasks
+from vodimg.storage.schema import (
+    events, media, multipart_parts, multipart_uploads, task_sessions, tasks, upload_sessions,
+)
 
 logger = logging.getLogger("vodimg.worker")
 
 REAP_SECONDS = 5.0
 SWEEP_SECONDS = 60.0
 SWEEP_BATCH = 500
+UPLOAD_GRACE_MS = 60_000  # a request signed just before its session ended may still be streaming
 
 
 class Maintenance:
@@ -63,7 +68,7 @@ class Maintenance:
         return len(expired)
 
     def sweep(self) -> dict[str, int]:
-        done = {"tasks": self._sweep_tasks(), "media": self._sweep_media()}
+        done = {"tasks": self._sweep_tasks(), "media": self._sweep_media(), "uploads": self._sweep_uploads()}
         with self._db.write() as conn:
             done["sessions"] = conn.execute(task_sessions.delete().where(
                 task_sessions.c.created_ms < now_ms() - self._session_window_ms)).rowcount
@@ -100,3 +105,23 @@ class Maintenance:
             with self._db.write() as conn:
                 conn.execute(media.delete().where(media.c.file_id.in_([row[0] for row in expired])))
         return len(expired)
+
+    def _sweep_uploads(self) -> int:
+        """Upload sessions past their end: everything under their prefix but a committed file's bytes."""
+        with self._db.read() as conn:
+            ended = conn.execute(sa.select(upload_sessions.c.session_id, upload_sessions.c.object_key,
+                                           upload_sessions.c.file_id).where(
+                upload_sessions.c.expires_ms < now_ms() - UPLOAD_GRACE_MS).limit(SWEEP_BATCH)).all()
+        for session_id, object_key, file_id in ended:
+            keep = object_key if file_id is not None else None
+            for item in list(self._store.list(f"uploads/{session_id}/")):
+                if item.key != keep:
+                    self._store.delete(item.key)
+        if ended:
+            ids = [row[0] for row in ended]
+            with self._db.write() as conn:
+                uploads = sa.select(multipart_uploads.c.upload_id).where(multipart_uploads.c.session_id.in_(ids))
+                conn.execute(multipart_parts.delete().where(multipart_parts.c.upload_id.in_(uploads)))
+                conn.execute(multipart_uploads.delete().where(multipart_uploads.c.session_id.in_(ids)))
+                conn.execute(upload_sessions.delete().where(upload_sessions.c.session_id.in_(ids)))
+        return len(ended)

@@ -10,13 +10,22 @@ Two entry points, one per capability (the validator makes sure at most one is ON
 
 Which upscaler each type runs (measured in ``bench/quality_sr.py``, see docs/engine-superres.md):
 
-- ``lq``: waifu2x photo x2 with denoise level 2 (noisy, low-quality sources).
-- ``hq``: SPAN x2 (the sharpest; trained on clean bicubic-downscaled photos).
-- ``super``: the mean of SPAN x2 and waifu2x photo x2 denoise level 0. SPAN alone is best on clean
-  bicubic-downscaled sources but weak on box-downscaled or JPEG sources, where waifu2x wins; the
-  mean keeps most of SPAN's gain on the former and most of waifu2x's on the latter.
+- ``lq``: waifu2x photo x2 at the denoise level(s) the source calls for (``denoise_levels``):
+  from the JPEG quality the codec estimated from the file's tables (``StepContext.source_quality``)
+  and the frame's noise estimate; two levels are averaged.
+- ``hq``: SPAN x2 on clean lossless sources (the sharpest; trained on clean bicubic-downscaled
+  photos). On JPEG or noisy sources, where SPAN falls below bicubic, ``lq``'s levels averaged
+  with their run on the mirrored image (a self-ensemble: never below ``lq``, twice its cost).
+- ``super``: on clean lossless sources the mean of SPAN x2 and waifu2x photo x2 denoise level 0
+  (SPAN alone is best on clean bicubic-downscaled sources but weak on box-downscaled ones, where
+  waifu2x wins; the mean keeps most of each one's gain); on JPEG or noisy sources as ``hq``.
 - ``standard``: learned edge-adaptive filters on luminance over bicubic, chroma bicubic (the fast
   path: under half a second per input megapixel).
+
+Size limits: SuperResolution's output (always x2) is bounded only by the configurable output
+pixel limit (``StepContext.max_output_pixels``, ``VODIMG_MAX_OUTPUT_PIXELS``) and the deadline;
+AdvancedSuperResolution also by its documented 4096 pixels per side. Models run in tiles, so
+memory is the input and output arrays plus one tile's activations.
 """
 
 from __future__ import annotations
@@ -28,13 +37,21 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from vodimg.engine import filter_sr, ncnn_model
+from vodimg.engine import codec, filter_sr, ncnn_model
 from vodimg.engine.errors import InvalidConfig, LimitExceeded
 from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.steps.denoise import estimate_sigma
 
-MAX_SIDE = 4096
+MAX_SIDE = 4096  # AdvancedSuperResolution's documented limit per output side
 DEFAULT_PERCENT = 2.0
-LQ_NOISE_LEVEL = 2
+
+# waifu2x photo denoise levels for a source, weakest to strongest; two levels: their outputs'
+# mean. Chosen on tuning photos (docs/engine-superres.md, "Compressed sources").
+DENOISE_STRENGTHS: tuple[tuple[int, ...], ...] = ((0,), (0, 1), (2, 3), (3,))
+# (lowest estimated JPEG quality, strength index); lossless sources count as quality 100.
+QUALITY_STRENGTH = ((90, 0), (80, 1), (70, 2), (0, 3))
+# (lowest noise estimate, strength index): real noise needs the strongest levels whatever the file.
+NOISE_STRENGTH = ((7.0, 3), (4.5, 2), (0.0, 0))
 
 Upscaler = Callable[[np.ndarray, Callable[[float], None], Callable[[], None]], np.ndarray]
 
@@ -63,16 +80,17 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     """SuperResolution: x2 with the model of ``Type`` (default ``lq``)."""
     sr_type = _basic_type(options)
     target = Size(frame.width * 2, frame.height * 2)
-    check_output_size(target, ctx)
-    return upscale_to(frame, target, UPSCALERS[sr_type], ctx)
+    check_output_pixels(target, ctx)
+    return upscale_to(frame, target, upscaler_for(sr_type, frame, ctx), ctx)
 
 
 def apply_advanced(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     """AdvancedSuperResolution: upscale with ``Type`` (default ``standard``) to the size ``Mode`` gives."""
     sr_type = _advanced_type(options)
     target = target_size(frame.width, frame.height, options)
-    check_output_size(target, ctx)
-    return upscale_to(frame, target, UPSCALERS[sr_type], ctx)
+    check_output_side(target)
+    check_output_pixels(target, ctx)
+    return upscale_to(frame, target, upscaler_for(sr_type, frame, ctx), ctx)
 
 
 BASIC_TYPES = ("lq", "hq")
@@ -147,11 +165,16 @@ def _scaled(width: int, height: int, scale: float) -> Size:
     return Size(max(1, round(width * scale)), max(1, round(height * scale)))
 
 
-def check_output_size(target: Size, ctx: StepContext) -> None:
+def check_output_side(target: Size) -> None:
+    """AdvancedSuperResolution's documented cap of 4096 pixels per output side."""
     if target.width > MAX_SIDE or target.height > MAX_SIDE:
         raise LimitExceeded(
-            f"super-resolution output {target.width}x{target.height} exceeds {MAX_SIDE} pixels on a side"
+            f"advanced super-resolution output {target.width}x{target.height} exceeds {MAX_SIDE} pixels on a side"
         )
+
+
+def check_output_pixels(target: Size, ctx: StepContext) -> None:
+    """The configurable output limit (VODIMG_MAX_OUTPUT_PIXELS), before any pixel is made."""
     if target.width * target.height > ctx.max_output_pixels:
         raise LimitExceeded(
             f"super-resolution output {target.width}x{target.height} exceeds the limit of "
@@ -163,35 +186,51 @@ def check_output_size(target: Size, ctx: StepContext) -> None:
 # Upscaling
 
 
-def _model_x2(spec: ncnn_model.ModelSpec) -> Upscaler:
+def denoise_levels(quality: int, sigma: float) -> tuple[int, ...]:
+    """waifu2x photo denoise levels for a source of estimated JPEG ``quality`` (100: lossless)
+    and noise estimate ``sigma`` (0-255 scale): the stronger of what each asks for."""
+    by_quality = next(index for lowest, index in QUALITY_STRENGTH if quality >= lowest)
+    by_noise = next(index for lowest, index in NOISE_STRENGTH if sigma >= lowest)
+    return DENOISE_STRENGTHS[max(by_quality, by_noise)]
+
+
+def upscaler_for(sr_type: str, frame: Frame, ctx: StepContext) -> Upscaler:
+    """What ``sr_type`` runs on this source (docs/engine-superres.md, "Compressed sources").
+
+    ``lq``: the mean of the waifu2x photo levels ``denoise_levels`` picks from the file's JPEG
+    quality and the frame's noise estimate. ``hq`` and ``super`` on clean lossless sources: SPAN,
+    by far the sharpest there, alone or averaged with waifu2x level 0. On JPEG or noisy sources,
+    where SPAN falls below bicubic, both run ``lq``'s levels with a mirrored self-ensemble: at
+    least ``lq``'s quality, at twice its cost. ``standard``: the learned filters, whatever the source.
+    """
+    if sr_type == "standard":
+        return _filters_x2
+    levels = denoise_levels(ctx.source_quality, estimate_sigma(frame.bgr))
+    waifu2x = [ncnn_model.waifu2x_photo(level) for level in levels]
+    if sr_type == "lq":
+        return _models_x2(*waifu2x)
+    if ctx.source_quality < codec.LOSSLESS_QUALITY or levels != DENOISE_STRENGTHS[0]:
+        return _models_x2(*waifu2x, mirrored=True)
+    if sr_type == "hq":
+        return _models_x2(ncnn_model.SPAN_X2)
+    return _models_x2(ncnn_model.SPAN_X2, ncnn_model.waifu2x_photo(0))
+
+
+def _models_x2(*specs: ncnn_model.ModelSpec, mirrored: bool = False) -> Upscaler:
+    """One model's x2, or the mean of several (their errors differ, so the mean beats each on the
+    sources the other wins), averaged tile by tile; ``mirrored``: each also on the mirrored image."""
+
     def run(bgr: np.ndarray, progress: Callable[[float], None], check_deadline: Callable[[], None]) -> np.ndarray:
-        model = ncnn_model.load_model(spec)
-        return ncnn_model.run_tiled(model, bgr, progress=progress, check_deadline=check_deadline)
-
-    return run
-
-
-def _averaged_x2(first: Upscaler, second: Upscaler) -> Upscaler:
-    """Two models' mean: their errors differ, so the mean beats each on the sources the other wins."""
-
-    def run(bgr: np.ndarray, progress: Callable[[float], None], check_deadline: Callable[[], None]) -> np.ndarray:
-        a = first(bgr, lambda f: progress(0.5 * f), check_deadline)
-        b = second(bgr, lambda f: progress(0.5 + 0.5 * f), check_deadline)
-        return cv2.addWeighted(a, 0.5, b, 0.5, 0.0)
+        models = [ncnn_model.load_model(spec) for spec in specs]
+        return ncnn_model.run_tiled_mean(
+            models, bgr, progress=progress, check_deadline=check_deadline, mirrored=mirrored
+        )
 
     return run
 
 
 def _filters_x2(bgr: np.ndarray, progress: Callable[[float], None], check_deadline: Callable[[], None]) -> np.ndarray:
     return filter_sr.upscale_x2(bgr, progress=progress, check_deadline=check_deadline)
-
-
-UPSCALERS: dict[str, Upscaler] = {
-    "lq": _model_x2(ncnn_model.waifu2x_photo(LQ_NOISE_LEVEL)),
-    "hq": _model_x2(ncnn_model.SPAN_X2),
-    "super": _averaged_x2(_model_x2(ncnn_model.SPAN_X2), _model_x2(ncnn_model.waifu2x_photo(0))),
-    "standard": _filters_x2,
-}
 
 
 def upscale_to(frame: Frame, target: Size, upscaler: Upscaler, ctx: StepContext) -> Frame:
