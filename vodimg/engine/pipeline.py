@@ -47,7 +47,7 @@ class StepSpec:
 # (or, for ones whose spec default is ON, a missing Switch) is ON.
 ENHANCE_STEPS = (
     StepSpec("lowlight", "EnhanceConfig.LowLightEnhance", 3, memory=8),
-    StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON", memory=10, memory_fixed=150 * MB),
+    StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON", memory=14, memory_fixed=150 * MB),
     StepSpec("superres", "EnhanceConfig.SuperResolution", 60, memory=6, memory_fixed=50 * MB),
     StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, "ON", "apply_advanced",
              memory=20, memory_fixed=50 * MB),

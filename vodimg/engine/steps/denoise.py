@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from vodimg.engine.errors import InvalidConfig
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import Frame, StepContext, row_strips, strip_rows
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "weights" / "denoise" / "denoise.onnx"
 
@@ -79,7 +79,8 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     estimate = estimate_sigma(frame.bgr)
     if min(SIGMA_MAX, SIGMA_FRACTION[kind] * estimate) < SKIP_BELOW_SIGMA:
         return frame  # nothing to denoise: the network would change it by under a level
-    levels = SIGMA_FRACTION[kind] * noise_map(frame.bgr, *noise_level_function(frame.bgr))
+    levels = noise_map(frame.bgr, *noise_level_function(frame.bgr))
+    levels *= SIGMA_FRACTION[kind]  # in place: one full-size map
     nlm_h = STRONG_NLM_H * estimate if kind == "strong" else None
     return Frame(bgr=denoise(frame.bgr, levels, ctx, nlm_h=nlm_h), alpha=frame.alpha)
 
@@ -177,10 +178,13 @@ def noise_level_function(bgr: np.ndarray, sample_pixels: int = SAMPLE_PIXELS) ->
 def noise_map(bgr: np.ndarray, a: float, b: float) -> np.ndarray:
     """Per-pixel noise sigma (float32 HxW, 0-255 scale, at most SIGMA_MAX) from the noise level
     function and the smoothed brightness (mean of the channels)."""
-    brightness = cv2.transform(bgr.astype(np.float32), np.full((1, 3), 1.0 / 3.0, np.float32))
-    brightness = cv2.GaussianBlur(brightness, (0, 0), MAP_SMOOTHING)
-    levels = cv2.sqrt(np.maximum(a * brightness + b, 0.0))
-    return np.minimum(levels, SIGMA_MAX)
+    levels = np.empty(bgr.shape[:2], np.float32)
+    halo = int(np.ceil(4 * MAP_SMOOTHING)) + 1  # the Gaussian's reach: strips give the same map
+    for read, write, keep in row_strips(bgr.shape[0], halo, max(strip_rows(bgr.shape[1]), 4 * halo)):
+        brightness = cv2.transform(bgr[read].astype(np.float32), np.full((1, 3), 1.0 / 3.0, np.float32))
+        brightness = cv2.GaussianBlur(brightness, (0, 0), MAP_SMOOTHING)[keep]
+        levels[write] = np.minimum(cv2.sqrt(np.maximum(a * brightness + b, 0.0)), SIGMA_MAX)
+    return levels
 
 
 def _block_sample(bgr: np.ndarray, sample_pixels: int) -> tuple[np.ndarray, np.ndarray]:
