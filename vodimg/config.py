@@ -12,6 +12,8 @@
 | --rate-limit     | VODIMG_RATE_LIMIT      | 20 (per second, 0 = off)|
 | --no-auth        | VODIMG_AUTH=off        | authentication on       |
 | --workers        | VODIMG_WORKERS         | 1 (API processes)       |
+|                  | VODIMG_HEADER_TIMEOUT  | 10 (seconds for a head) |
+|                  | VODIMG_MAX_CONNECTIONS | 1024 (per API process)  |
 |                  | VODIMG_SECRET_ID       | generated on first start|
 |                  | VODIMG_SECRET_KEY      |                         |
 |                  | VODIMG_SUBAPP_ID       | generated               |
@@ -47,6 +49,13 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 DEFAULT_PORT = 9000
 DEFAULT_RATE_LIMIT = 20.0
 SIGNATURE_WINDOW_SECONDS = 300
+# Time to send a complete request head, and open connections per API process (see
+# vodimg/wire/http_limits.py, which also holds the head size limits). One idle connection costs
+# about 10 KB of server memory and one file descriptor: 1024 keeps a process inside the common
+# descriptor limit (1024 soft, raised at start when the hard limit allows) and a few MB of memory,
+# while serving far more concurrent clients than the process answers (about a millisecond each).
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_MAX_CONNECTIONS = 1024
 
 
 class ConfigError(ValueError):
@@ -70,6 +79,8 @@ class Settings:
     workers: int = 1                    # API processes sharing the listening sockets
     max_body_bytes: int = MAX_BODY_BYTES
     signature_window: int = SIGNATURE_WINDOW_SECONDS
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # seconds to send a complete request head
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # open connections per API process
     public_url: str | None = None       # None: http://host:port
     storage_url: str | None = None      # None: DATA_DIR/objects
     s3_endpoint: str | None = None      # None: AWS_ENDPOINT_URL(_S3), else AWS
@@ -122,6 +133,8 @@ class Settings:
             rate_limit=pick("rate_limit", "VODIMG_RATE_LIMIT", float, DEFAULT_RATE_LIMIT),
             auth=not getattr(args, "no_auth", False) and _auth_from_env(env),
             workers=pick("workers", "VODIMG_WORKERS", int, 1),
+            header_timeout=pick("header_timeout", "VODIMG_HEADER_TIMEOUT", float, DEFAULT_HEADER_TIMEOUT),
+            max_connections=pick("max_connections", "VODIMG_MAX_CONNECTIONS", int, DEFAULT_MAX_CONNECTIONS),
             public_url=pick("public_url", "VODIMG_PUBLIC_URL", str, None),
             storage_url=pick("storage_url", "VODIMG_STORAGE_URL", str, None),
             s3_endpoint=pick("s3_endpoint", "VODIMG_S3_ENDPOINT", str, None),
@@ -159,6 +172,10 @@ class Settings:
             raise ConfigError("--tls-port must differ from --port")
         if not 1 <= self.workers <= 64:
             raise ConfigError("--workers (VODIMG_WORKERS) must be between 1 and 64")
+        if not 0 < self.header_timeout <= 3600:
+            raise ConfigError("--header-timeout (VODIMG_HEADER_TIMEOUT) must be more than 0 and at most 3600 seconds")
+        if not 1 <= self.max_connections <= 1_000_000:
+            raise ConfigError("--max-connections (VODIMG_MAX_CONNECTIONS) must be between 1 and 1000000")
         if self.engine_processes is not None and not 0 <= self.engine_processes <= 256:
             raise ConfigError("--engine-processes (VODIMG_ENGINE_PROCESSES) must be between 0 and 256")
         for name, value in (("VODIMG_TASK_LEASE_SECONDS", self.task_lease_seconds),

@@ -54,6 +54,10 @@ def register(subparsers) -> None:
                                                                "signatures (VODIMG_AUTH=off); local use only")
     parser.add_argument("--workers", type=int, help="API processes sharing the port(s) (VODIMG_WORKERS, "
                                                       "default 1); the rate limit applies per process")
+    parser.add_argument("--header-timeout", type=float, help="seconds a client has to send a complete "
+                                                               "request head (VODIMG_HEADER_TIMEOUT, default 10)")
+    parser.add_argument("--max-connections", type=int, help="open connections per API process "
+                                                            "(VODIMG_MAX_CONNECTIONS, default 1024)")
     parser.add_argument("--public-url", help="base of served file URLs, e.g. https://media.example.com "
                                              "(VODIMG_PUBLIC_URL, default http://HOST:PORT)")
     parser.add_argument("--storage-url", help="object store: a directory or s3://bucket/prefix "
@@ -213,8 +217,14 @@ class _Server(uvicorn.Server):
 
 def server_configs(app, settings: Settings, tls_files, log_level: str) -> list[uvicorn.Config]:
     # A TLS connection the client leaves idle can hold a graceful shutdown for its SSL close
-    # timeout; requests in flight get GRACEFUL_SHUTDOWN_SECONDS to finish.
-    common = dict(host=settings.host, loop="none", http="httptools", lifespan="off",
+    # timeout; requests in flight get GRACEFUL_SHUTDOWN_SECONDS to finish. The HTTP protocol is
+    # uvicorn's httptools one with bounded request heads, head timeout and connection count
+    # (vodimg/wire/http_limits.py), one class for both listeners so they share the count.
+    from vodimg.wire.http_limits import ensure_descriptors, limited_protocol
+
+    ensure_descriptors(settings.max_connections)
+    protocol = limited_protocol(settings.header_timeout, settings.max_connections)
+    common = dict(host=settings.host, loop="none", http=protocol, lifespan="off",
                   timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                   access_log=log_level == "debug", log_level="debug" if log_level == "debug" else "warning")
     configs = [uvicorn.Config(app, port=settings.port, **common)]

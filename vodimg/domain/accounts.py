@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from vodimg.domain.clock import Clock, iso_utc, utc_now
 from vodimg.errors import ApiError
-from vodimg.storage.db import Database
+from vodimg.storage.db import Database, fits_bigint
 from vodimg.storage.schema import accounts, api_keys, applications
 
 APP_ID_RANGE = (1_250_000_000, 1_259_999_999)
@@ -108,6 +108,8 @@ class AccountService:
 
         Raises UnauthorizedOperation for an application the account does not own.
         """
+        if sub_app_id is not None and not fits_bigint(sub_app_id):
+            raise _unauthorized_sub_app(sub_app_id)  # uint64 beyond the column: no application has it
         key = (app_id, sub_app_id)
         cached = self._sub_apps.get(key)
         if cached is not None:

@@ -13,20 +13,23 @@ or metadata are written, so the bytes are a pure function of the pixels and the 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import re
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import cv2
 import numpy as np
 from PIL import Image, ImageCms, JpegImagePlugin, UnidentifiedImageError
 
 from vodimg.engine.errors import InvalidImage, LimitExceeded, UnsupportedImage
-from vodimg.engine.frame import Frame
+from vodimg.engine.frame import Frame, strips_of
 from vodimg.engine.limits import Limits
 
 # Pillow format name -> our source format name. Only these decoders are ever tried.
@@ -58,6 +61,10 @@ JPEG_SAMPLING = {
     2: cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
 }
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+# Larger embedded colour profiles are ignored (the pixels taken as sRGB, as for an unreadable
+# profile): real ones are 0.5-600 KB, and Pillow's PNG reader refuses the whole file above 1 MiB.
+MAX_ICC_PROFILE_BYTES = 1024 * 1024
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXIF_ORIENTATION = 0x0112
 
 
@@ -68,6 +75,17 @@ class DecodedImage:
     quality: int  # 1-100: estimated from a JPEG's quantisation tables, LOSSLESS_QUALITY otherwise
     lossless: bool  # no lossy compression in the source (PNG, BMP, GIF, TIFF, lossless WebP)
     jpeg_sampling: int | None  # a JPEG source's chroma subsampling (JPEG_SAMPLING key), else None
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header says, before any pixel is decoded."""
+
+    width: int  # upright: after the EXIF orientation
+    height: int
+    format: str  # SOURCE_FORMATS value
+    has_alpha: bool
+    decoder: str  # "opencv", "opencv-16bit" or "pillow": what will decode the pixels
 
 
 @dataclass(frozen=True)
@@ -82,24 +100,64 @@ class EncodeSettings:
 # Decode
 
 
-def decode(data: bytes, limits: Limits) -> DecodedImage:
-    """Bytes to an sRGB BGR Frame, upright, with alpha kept apart. Raises EngineError subclasses."""
+def decode(data: bytes, limits: Limits,
+           before_pixels: Callable[[ImageHeader], None] | None = None) -> DecodedImage:
+    """Bytes to an sRGB BGR Frame, upright, with alpha kept apart. ``before_pixels(header)`` runs
+    once the header is read and checked, before any pixel is decoded (it may raise to refuse the
+    image). Raises EngineError subclasses."""
+    with _quiet_pillow():
+        return _decode(data, limits, before_pixels)
+
+
+def read_header(data: bytes, limits: Limits) -> ImageHeader:
+    """The header of an image, checked against the limits as ``decode`` checks it; no pixel is
+    decoded. Raises EngineError subclasses."""
+    with _quiet_pillow():
+        return _header(*_open_checked(data, limits))
+
+
+@contextlib.contextmanager
+def _quiet_pillow():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pillow's remarks on hostile files: the errors say enough
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return _decode(data, limits)
+        yield
 
 
-def _decode(data: bytes, limits: Limits) -> DecodedImage:
+def _open_checked(data: bytes, limits: Limits) -> tuple[bytes, Image.Image]:
+    """(the bytes to decode, the opened header) once the size limits and frame count are checked."""
     if len(data) > limits.max_input_bytes:
         raise LimitExceeded(
             f"the image file is {len(data)} bytes, more than the limit of {limits.max_input_bytes}"
         )
+    data = _without_oversized_png_profile(data)
     im = _open_header(data, limits)
+    _refuse_multi_frame(im, SOURCE_FORMATS[im.format])
+    return data, im
+
+
+def _header(data: bytes, im: Image.Image) -> ImageHeader:
+    turned = _orientation(im) in (5, 6, 7, 8)
+    width, height = (im.height, im.width) if turned else (im.width, im.height)
+    if not _opencv_can_decode(im, data):
+        decoder = "pillow"
+    else:  # OpenCV holds 16-bit samples next to the 8-bit frame made from them
+        decoder = "opencv-16bit" if im.mode.startswith("I") or _rawmode_is_16bit(im) else "opencv"
+    return ImageHeader(width, height, SOURCE_FORMATS[im.format], _has_alpha(im), decoder)
+
+
+def _rawmode_is_16bit(im: Image.Image) -> bool:
+    return any("16" in str(tile.args) for tile in getattr(im, "tile", None) or [])
+
+
+def _decode(data: bytes, limits: Limits, before_pixels) -> DecodedImage:
+    data, im = _open_checked(data, limits)
     source_format = SOURCE_FORMATS[im.format]
-    _refuse_multi_frame(im, source_format)
+    header = _header(data, im)
+    if before_pixels is not None:
+        before_pixels(header)
     orientation = _orientation(im)
-    if _opencv_can_decode(im, data):
+    if header.decoder != "pillow":
         frame = _decode_with_opencv(data, _has_alpha(im))
         if frame is None:  # OpenCV found the pixel data corrupt: let Pillow say why
             frame = _decode_with_pillow(im)
@@ -134,6 +192,30 @@ def _open_header(data: bytes, limits: Limits) -> Image.Image:
     if im.width * im.height > limits.max_input_pixels:
         raise LimitExceeded(_too_many_pixels(im.size, limits))
     return im
+
+
+def _without_oversized_png_profile(data: bytes) -> bytes:
+    """The PNG without its iCCP chunk when the profile inflates past MAX_ICC_PROFILE_BYTES (Pillow
+    would refuse the whole file); anything else as it is. Only the chunks before the image data
+    are looked at, and the profile is inflated no further than the bound."""
+    if not data.startswith(PNG_SIGNATURE):
+        return data
+    offset = len(PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        end = offset + 12 + length
+        if kind in (b"IDAT", b"IEND") or end > len(data):
+            return data
+        if kind == b"iCCP":
+            body = data[offset + 8 : offset + 8 + length]
+            inflater = zlib.decompressobj()
+            try:
+                inflated = inflater.decompress(body[body.find(b"\0") + 2 :], MAX_ICC_PROFILE_BYTES + 1)
+            except zlib.error:
+                return data  # a corrupt profile: Pillow reads past it and we ignore it later
+            return data if len(inflated) <= MAX_ICC_PROFILE_BYTES else data[:offset] + data[end:]
+        offset = end
+    return data
 
 
 def _too_many_pixels(pixels: int | tuple[int, int] | None, limits: Limits) -> str:
@@ -270,7 +352,7 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 def _icc_profile(im: Image.Image) -> bytes | None:
     """The embedded ICC profile unless it is (or claims to be) sRGB."""
     icc = im.info.get("icc_profile")
-    if not icc:
+    if not icc or len(icc) > MAX_ICC_PROFILE_BYTES:  # an oversized profile is ignored: sRGB
         return None
     return None if _is_srgb(bytes(icc)) else bytes(icc)
 
@@ -460,9 +542,15 @@ def flatten_on_white(frame: Frame) -> np.ndarray:
     """Composite over white: out = (c * a + 255 * (255 - a)) / 255, rounded."""
     if frame.alpha is None:
         return frame.bgr
-    alpha = frame.alpha.astype(np.uint32)[..., None]
-    mixed = frame.bgr.astype(np.uint32) * alpha + 255 * (255 - alpha) + 127
-    return (mixed // 255).astype(np.uint8)
+    out = np.empty_like(frame.bgr)
+    for _, rows, _ in strips_of(frame.bgr):  # strips bound the temporaries
+        # uint16 holds the largest sum, 255 * 255 + 127
+        alpha = frame.alpha[rows, :, None].astype(np.uint16)
+        mixed = frame.bgr[rows].astype(np.uint16) * alpha
+        mixed += 255 * (255 - alpha) + 127
+        mixed //= 255
+        out[rows] = mixed
+    return out
 
 
 def _encode_webp(frame: Frame, settings: EncodeSettings) -> bytes:
@@ -470,9 +558,9 @@ def _encode_webp(frame: Frame, settings: EncodeSettings) -> bytes:
         return _imencode(".webp", _with_alpha(frame), [cv2.IMWRITE_WEBP_QUALITY, settings.quality])
     size = (frame.width, frame.height)
     if frame.alpha is None:
-        image = Image.frombuffer("RGB", size, frame.bgr.tobytes(), "raw", "BGR", 0, 1)
+        image = Image.frombuffer("RGB", size, np.ascontiguousarray(frame.bgr), "raw", "BGR", 0, 1)
     else:
-        image = Image.frombuffer("RGBA", size, _with_alpha(frame).tobytes(), "raw", "BGRA", 0, 1)
+        image = Image.frombuffer("RGBA", size, _with_alpha(frame), "raw", "BGRA", 0, 1)
     out = io.BytesIO()
     image.save(out, "WEBP", lossless=True, method=WEBP_LOSSLESS_METHOD, quality=WEBP_LOSSLESS_EFFORT, exact=False)
     return out.getvalue()

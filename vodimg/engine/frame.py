@@ -6,9 +6,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import cv2
 import numpy as np
 
 from vodimg.engine.errors import ProcessingTimeout
+
+# Full-resolution passes that run in strips use strips of about STRIP_PIXELS pixels (at most
+# STRIP_ROWS rows, at least MIN_STRIP_ROWS): memory bounded by one strip's temporaries (a float32
+# BGR strip is 3 MB) instead of the whole image's, for a few hundred Python calls on 50 MP.
+STRIP_ROWS = 512
+STRIP_PIXELS = 256 * 1024
+MIN_STRIP_ROWS = 16
 
 
 @dataclass
@@ -50,3 +58,78 @@ class StepContext:
     def check_deadline(self) -> None:
         if time.monotonic() > self.deadline:
             raise ProcessingTimeout("processing took longer than the limit (VODIMG_MAX_SECONDS)")
+
+
+def strip_rows(width: int) -> int:
+    """Rows per strip for an image ``width`` pixels wide."""
+    return max(MIN_STRIP_ROWS, min(STRIP_ROWS, STRIP_PIXELS // max(width, 1)))
+
+
+def strips_of(pixels: np.ndarray, halo: int = 0) -> list[tuple[slice, slice, slice]]:
+    """``row_strips`` for an image array (rows sized by its width)."""
+    return row_strips(pixels.shape[0], halo, strip_rows(pixels.shape[1]))
+
+
+def row_strips(height: int, halo: int, rows: int = STRIP_ROWS) -> list[tuple[slice, slice, slice]]:
+    """(rows to read, rows to write, rows of the read block to keep) for strips of ``rows`` rows
+    read with ``halo`` rows of context above and below."""
+    result = []
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        read_top, read_bottom = max(0, top - halo), min(height, bottom + halo)
+        result.append((slice(read_top, read_bottom), slice(top, bottom), slice(top - read_top, bottom - read_top)))
+    return result
+
+
+def map_strips(pixels: np.ndarray, function: Callable[[np.ndarray], np.ndarray], halo: int,
+               rows: int | None = None) -> np.ndarray:
+    """``function(pixels)`` computed strip by strip into one output array: the same result when
+    each output pixel depends only on input pixels at most ``halo`` rows away (and on nothing
+    global), with the temporaries of one strip instead of the whole image's."""
+    height = pixels.shape[0]
+    rows = rows or strip_rows(pixels.shape[1])
+    if height <= rows + 2 * halo:
+        return function(pixels)
+    out = np.empty_like(pixels)
+    for read, write, keep in row_strips(height, halo, rows):
+        out[write] = function(pixels[read])[keep]
+    return out
+
+
+def to_planes(bgr: np.ndarray, code: int) -> list[np.ndarray]:
+    """The three channels of ``cv2.cvtColor(bgr, code)`` as separate planes, converted strip by
+    strip (the whole converted image is never held)."""
+    planes = [np.empty(bgr.shape[:2], np.uint8) for _ in range(3)]
+    for _, rows, _ in strips_of(bgr):
+        converted = cv2.cvtColor(bgr[rows], code)
+        for index, plane in enumerate(planes):
+            plane[rows] = converted[..., index]
+    return planes
+
+
+def from_planes(planes: list[np.ndarray], code: int) -> np.ndarray:
+    """``cv2.cvtColor(cv2.merge(planes), code)``, strip by strip."""
+    out = np.empty((*planes[0].shape, 3), np.uint8)
+    for _, rows, _ in strips_of(planes[0]):
+        out[rows] = cv2.cvtColor(cv2.merge([plane[rows] for plane in planes]), code)
+    return out
+
+
+class RowUpscaler:
+    """A small float32 map enlarged to ``width`` x ``height`` by bilinear interpolation (as
+    cv2.resize INTER_LINEAR computes it, to float rounding), handed out a strip of rows at a time
+    so the full-size map is never held: ``rows(slice)``."""
+
+    def __init__(self, small: np.ndarray, width: int, height: int):
+        self.wide = cv2.resize(small, (width, small.shape[0]), interpolation=cv2.INTER_LINEAR)
+        if self.wide.ndim < small.ndim:  # cv2 drops a single channel axis
+            self.wide = self.wide[..., None]
+        self.scale = small.shape[0] / height
+
+    def rows(self, rows: slice) -> np.ndarray:
+        last = self.wide.shape[0] - 1
+        y = np.clip((np.arange(rows.start, rows.stop, dtype=np.float64) + 0.5) * self.scale - 0.5, 0.0, last)
+        top = np.minimum(np.floor(y).astype(np.intp), max(last - 1, 0))
+        below = np.minimum(top + 1, last)
+        weight = (y - top).astype(np.float32).reshape((-1,) + (1,) * (self.wide.ndim - 1))
+        return self.wide[top] * (1.0 - weight) + self.wide[below] * weight

@@ -33,8 +33,9 @@ class Limits:
     max_output_pixels: int = 8192 * 8192
     # Wall-clock seconds for one image, decode to encode.
     max_seconds: float = 300.0
-    # Resident memory of the engine process working on one image (models included): 2 GiB. The
-    # worker's engine pool kills a child that goes over it (vodimg.worker.engine_pool).
+    # Memory for one image: 2 GiB. The engine refuses, before decoding, an image whose estimated
+    # working memory is over it (vodimg/engine/memory.py); the worker's engine pool kills a child
+    # whose resident memory (models included) goes over it (vodimg.worker.engine_pool).
     max_memory_bytes: int = 2 * 1024 * 1024 * 1024
 
     def __post_init__(self) -> None:

@@ -15,12 +15,13 @@ from typing import Callable
 
 import numpy as np
 
-from vodimg.engine import codec
+from vodimg.engine import codec, memory
 from vodimg.engine.errors import InvalidConfig, LimitExceeded, ProcessingTimeout
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import Frame, StepContext, map_strips
 from vodimg.engine.limits import Limits
 
 STEP_PACKAGE = "vodimg.engine.steps"
+MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -30,21 +31,34 @@ class StepSpec:
     weight: float  # share of the progress bar, roughly its cost
     switch_default: str = "OFF"  # the spec's default for a Switch left out of a given object
     function: str = "apply"  # the module's entry point for this capability
+    # Peak working memory while the step runs, input and output frames included: ``memory``
+    # bytes per pixel (of the larger of input and output; a BGR frame is 3) plus ``memory_fixed``
+    # bytes (a network's own buffers). Peak RSS measured on 1500x1500 to 7071x7071 inputs
+    # (docs/engine.md, "Limits"), rounded up; vodimg/engine/memory.py estimates from these.
+    memory: float = 12.0
+    memory_fixed: int = 0
+    # Set when each output pixel depends only on input pixels at most this many rows away and on
+    # nothing global: the pipeline then runs the step on strips (frame.map_strips), bounding its
+    # temporaries. tests/engine/test_memory.py checks that strips give the same pixels.
+    halo: int | None = None
 
 
 # The order the steps run in. A capability runs only when its object is given and its Switch
 # (or, for ones whose spec default is ON, a missing Switch) is ON.
 ENHANCE_STEPS = (
-    StepSpec("lowlight", "EnhanceConfig.LowLightEnhance", 3),
-    StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON"),
-    StepSpec("superres", "EnhanceConfig.SuperResolution", 60),
-    StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, "ON", "apply_advanced"),
-    StepSpec("quality", "EnhanceConfig.ImageQualityEnhance", 8),
-    StepSpec("face", "EnhanceConfig.FaceEnhance", 8),
-    StepSpec("color", "EnhanceConfig.ColorEnhance", 2),
-    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2),
-    StepSpec("beauty", "BeautyConfig", 5),
-    StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON"),
+    StepSpec("lowlight", "EnhanceConfig.LowLightEnhance", 3, memory=8),
+    StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON", memory=14, memory_fixed=150 * MB),
+    StepSpec("superres", "EnhanceConfig.SuperResolution", 60, memory=6, memory_fixed=50 * MB),
+    StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, "ON", "apply_advanced",
+             memory=20, memory_fixed=50 * MB),
+    StepSpec("quality", "EnhanceConfig.ImageQualityEnhance", 8, memory=12),
+    StepSpec("face", "EnhanceConfig.FaceEnhance", 8, memory=10, memory_fixed=50 * MB),
+    # per pixel (HSV curves)
+    StepSpec("color", "EnhanceConfig.ColorEnhance", 2, memory=8, halo=0),
+    # Gaussians of sigma 1 and 3 (9 rows each side for 8-bit) and a 3x3 min/max of luma
+    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2, memory=8, halo=10),
+    StepSpec("beauty", "BeautyConfig", 5, memory=15),
+    StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON", memory=22, memory_fixed=200 * MB),
 )
 DECODE_WEIGHT, ENCODE_WEIGHT = 2.0, 3.0
 
@@ -139,9 +153,10 @@ def run(
         [DECODE_WEIGHT] + [step.spec.weight for step in steps] + [ENCODE_WEIGHT], progress
     )
 
-    source = codec.decode(data, limits)
+    source = codec.decode(data, limits, lambda header: memory.check(header, steps, limits))
     settings = codec.output_settings(source, (configure or {}).get("EncodeConfig"))
-    frame = source.frame
+    frame, source_quality = source.frame, source.quality
+    del source  # the decoded frame lives only as long as a step needs it
     tracker.at(0, 1.0)
     for index, (step, function) in enumerate(zip(steps, functions), start=1):
         _check_deadline(deadline, limits, f"before {step.spec.capability}")
@@ -149,9 +164,10 @@ def run(
             deadline=deadline,
             progress=tracker.for_unit(index),
             max_output_pixels=limits.max_output_pixels,
-            source_quality=source.quality,
+            source_quality=source_quality,
         )
-        frame = _checked(function(frame, step.options, ctx), step.spec)
+        frame = _checked(_run_step(step, function, frame, ctx), step.spec)
+        memory.release_free_memory()
         _check_output_pixels(frame, limits)
         tracker.at(index, 1.0)
 
@@ -160,6 +176,14 @@ def run(
     encoded = codec.encode(frame, settings)
     tracker.at(len(steps) + 1, 1.0)
     return ProcessedImage(encoded, settings.format, frame.width, frame.height, len(encoded))
+
+
+def _run_step(step: PlannedStep, function, frame: Frame, ctx: StepContext) -> Frame:
+    """The step on the whole frame, or strip by strip when it is local (``StepSpec.halo``)."""
+    if step.spec.halo is None:
+        return function(frame, step.options, ctx)
+    bgr = map_strips(frame.bgr, lambda strip: function(Frame(strip), step.options, ctx).bgr, step.spec.halo)
+    return Frame(bgr, frame.alpha)
 
 
 def _check_deadline(deadline: float, limits: Limits, where: str) -> None:

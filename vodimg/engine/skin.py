@@ -44,7 +44,7 @@ def skin_mask(bgr: np.ndarray, faces: list | None = None) -> np.ndarray:
     weight = cv2.GaussianBlur(weight, (0, 0), sigma)
     if scale < 1.0:
         weight = cv2.resize(weight, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(weight, 0.0, 1.0)
+    return np.clip(weight, 0.0, 1.0, out=weight)
 
 
 def _detect_faces(bgr: np.ndarray) -> list:

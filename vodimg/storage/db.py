@@ -51,6 +51,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 SQLITE_FILE_NAME = "vodimg.db"
+# Integer columns (ids, counters) are signed 64-bit on both back-ends; the API's uint64 members
+# (SubAppId) go up to 2**64 - 1, which SQLite refuses to bind (OverflowError).
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATIONS_DIR = pathlib.Path(__file__).with_name("migrations")
 
@@ -64,6 +67,12 @@ _AFTER_COMMIT = "vodimg_after_commit"
 def sqlite_url(data_dir: pathlib.Path) -> str:
     """URL of the SQLite database file ``<data_dir>/vodimg.db`` (absolute path)."""
     return f"sqlite:///{pathlib.Path(data_dir).resolve() / SQLITE_FILE_NAME}"
+
+
+def fits_bigint(value: int) -> bool:
+    """True when ``value`` can be stored in (or compared with) an integer column. A key outside
+    this range names no row: callers answer as for any id that does not exist."""
+    return BIGINT_MIN <= value <= BIGINT_MAX
 
 
 def _normalised_url(url: str) -> sa.URL:

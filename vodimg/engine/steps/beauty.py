@@ -28,7 +28,7 @@ import numpy as np
 
 from vodimg.engine import skin
 from vodimg.engine.errors import InvalidConfig
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import Frame, RowUpscaler, StepContext, map_strips, strips_of
 from vodimg.engine.steps.sharpen import MAX_AMOUNT, sharpen
 
 BEAUTY_EFFECT_TYPES = frozenset({"smooth", "whiten", "rosy", "sharpen"})
@@ -49,8 +49,8 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     for kind, strength in effects:
         if strength <= 0.0:
             continue
-        if kind == "sharpen":
-            bgr = sharpen(bgr, MAX_AMOUNT * strength)
+        if kind == "sharpen":  # as SharpEnhance (pipeline.ENHANCE_STEPS): 10 rows of context
+            bgr = map_strips(bgr, lambda strip: sharpen(strip, MAX_AMOUNT * strength), halo=10)
             continue
         if mask is None:
             mask = skin.skin_mask(frame.bgr)
@@ -88,9 +88,14 @@ def _items(options: dict, member: str, noun: str, known: frozenset) -> list[tupl
 # ---- skin effects: each blends an adjusted image into the skin mask by ``strength``
 
 
-def _blend(bgr: np.ndarray, adjusted: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """bgr + weight * (adjusted - bgr), weight float32 H x W in 0..1."""
-    return cv2.blendLinear(bgr, adjusted, 1.0 - weight, weight)
+def _blend(bgr: np.ndarray, adjusted, weight: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """bgr + weight * scale * (adjusted - bgr), weight float32 H x W in 0..1; ``adjusted(rows)``
+    gives the adjusted image's rows. Strip by strip: full-size temporaries are never made."""
+    out = np.empty_like(bgr)
+    for _, rows, _ in strips_of(bgr):
+        strip_weight = weight[rows] * scale if scale != 1.0 else weight[rows]
+        out[rows] = cv2.blendLinear(bgr[rows], adjusted(rows), 1.0 - strip_weight, strip_weight)
+    return out
 
 
 def smooth(bgr: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
@@ -99,16 +104,18 @@ def smooth(bgr: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
     work = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     # a wide colour range flattens freckles and pores; the skin mask keeps features out
     smoothed = cv2.bilateralFilter(work, -1, 25.0 + 45.0 * strength, 2.0 + 1.0 * strength)
-    if scale < 1.0:
-        # only the change is scaled back up: full-resolution edges stay where they are
-        change = cv2.subtract(smoothed, work, dtype=cv2.CV_16S)
-        change = cv2.resize(change, (w, h), interpolation=cv2.INTER_LINEAR)
-        smoothed = cv2.add(bgr, change, dtype=cv2.CV_8U)
-    return _blend(bgr, smoothed, mask * (SMOOTH_MAX_BLEND * strength))
+    if scale == 1.0:
+        return _blend(bgr, lambda rows: smoothed[rows], mask, SMOOTH_MAX_BLEND * strength)
+    # only the change is scaled back up (full-resolution edges stay where they are), a strip at a
+    # time: the full-size change is never held
+    change = RowUpscaler(cv2.subtract(smoothed, work, dtype=cv2.CV_32F), w, h)
+    return _blend(bgr, lambda rows: cv2.add(bgr[rows], change.rows(rows), dtype=cv2.CV_8U),
+                  mask, SMOOTH_MAX_BLEND * strength)
 
 
 def whiten(bgr: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
-    return _blend(bgr, cv2.LUT(bgr, _whiten_curve(strength)), mask)
+    curve = _whiten_curve(strength)
+    return _blend(bgr, lambda rows: cv2.LUT(bgr[rows], curve), mask)
 
 
 def _whiten_curve(strength: float) -> np.ndarray:
@@ -122,7 +129,7 @@ def rosy(bgr: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
     x = np.arange(256, dtype=np.float64)
     curves = [np.clip(np.rint(x * (1.0 + g * strength)), 0, 255) for g in ROSY_MAX]
     lut = np.stack(curves, axis=-1).astype(np.uint8).reshape(256, 1, 3)
-    return _blend(bgr, cv2.LUT(bgr, lut), mask)
+    return _blend(bgr, lambda rows: cv2.LUT(bgr[rows], lut), mask)
 
 
 _SKIN_EFFECTS = {"smooth": smooth, "whiten": whiten, "rosy": rosy}
@@ -164,9 +171,11 @@ def apply_filter(bgr: np.ndarray, kind: str, strength: float) -> np.ndarray:
     """The look ``kind`` at ``strength`` 0..1: matrix and curves both interpolated from identity."""
     matrix, curves = LOOKS[kind]
     matrix = np.eye(3) + strength * (matrix - np.eye(3))
-    out = bgr
-    if not np.allclose(matrix, np.eye(3)):
-        out = cv2.transform(bgr, matrix[::-1, ::-1].astype(np.float32))  # RGB matrix in BGR order
+    transform = None if np.allclose(matrix, np.eye(3)) else matrix[::-1, ::-1].astype(np.float32)  # BGR order
     lut = [_X + strength * (curve - _X) for curve in curves[::-1]]  # B, G, R
     lut = np.clip(np.rint(np.stack(lut, axis=-1) * 255.0), 0, 255).astype(np.uint8).reshape(256, 1, 3)
-    return cv2.LUT(out, lut)
+
+    def look(strip: np.ndarray) -> np.ndarray:  # per pixel: strips give the same result
+        return cv2.LUT(strip if transform is None else cv2.transform(strip, transform), lut)
+
+    return map_strips(bgr, look, halo=0)

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from vodimg.engine.errors import InvalidConfig
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import STRIP_ROWS, Frame, StepContext, row_strips  # strips: bounded memory
 
 TYPES = ("foreground", "pattern")
 MODELS = ("cutout-1.0-lite", "cutout-1.0-flash")
@@ -38,7 +38,6 @@ DEFAULT_TYPE = "foreground"
 DEFAULT_MODEL = "cutout-1.0-lite"
 
 NETWORK_SIDE = 320  # U2-Net-p's fixed input size
-STRIP_ROWS = 512  # full-resolution passes run in strips of this many rows (bounded memory)
 ZOOM_MARGIN = 0.1  # flash: background kept around the object for the second pass, per side
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -131,7 +130,7 @@ def refine_edges(bgr: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     height, width = coarse.shape
     radius = max(2, int(round(2.0 * max(height, width) / NETWORK_SIDE)))
     refined = np.empty_like(coarse)
-    for read, write, keep in strips(height, 2 * radius + 2):  # bounded memory; same result
+    for read, write, keep in row_strips(height, 2 * radius + 2, STRIP_ROWS):  # bounded memory; same result
         guide = cv2.cvtColor(bgr[read], cv2.COLOR_BGR2GRAY).astype(np.float32) / 255.0
         refined[write] = guided_filter(guide, coarse[read], radius, 1e-4)[keep]
     return np.clip((refined - 0.05) / 0.9, 0.0, 1.0)
@@ -237,20 +236,10 @@ def extract_pattern(bgr: np.ndarray, options: PatternOptions) -> tuple[np.ndarra
         return bgr.copy(), np.zeros(bgr.shape[:2], np.uint8)
     colour, alpha = np.empty_like(bgr), np.empty(bgr.shape[:2], np.uint8)
     halo = options.edge_sampling_step + options.edge_expansion_step + 4
-    for read, write, keep in strips(bgr.shape[0], halo):
+    for read, write, keep in row_strips(bgr.shape[0], halo, STRIP_ROWS):
         strip_colour, strip_alpha = _extract_strip(bgr[read], background, typical, options)
         colour[write], alpha[write] = strip_colour[keep], strip_alpha[keep]
     return colour, alpha
-
-
-def strips(height: int, halo: int) -> list[tuple[slice, slice, slice]]:
-    """(rows to read, rows to write, rows of the read block to keep) for STRIP_ROWS-row strips."""
-    result = []
-    for top in range(0, height, STRIP_ROWS):
-        bottom = min(height, top + STRIP_ROWS)
-        read_top, read_bottom = max(0, top - halo), min(height, bottom + halo)
-        result.append((slice(read_top, read_bottom), slice(top, bottom), slice(top - read_top, bottom - read_top)))
-    return result
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from vodimg.engine.errors import InvalidConfig
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import Frame, StepContext, row_strips, strip_rows
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "weights" / "denoise" / "denoise.onnx"
 
@@ -79,7 +79,8 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     estimate = estimate_sigma(frame.bgr)
     if min(SIGMA_MAX, SIGMA_FRACTION[kind] * estimate) < SKIP_BELOW_SIGMA:
         return frame  # nothing to denoise: the network would change it by under a level
-    levels = SIGMA_FRACTION[kind] * noise_map(frame.bgr, *noise_level_function(frame.bgr))
+    levels = noise_map(frame.bgr, *noise_level_function(frame.bgr))
+    levels *= SIGMA_FRACTION[kind]  # in place: one full-size map
     nlm_h = STRONG_NLM_H * estimate if kind == "strong" else None
     return Frame(bgr=denoise(frame.bgr, levels, ctx, nlm_h=nlm_h), alpha=frame.alpha)
 
@@ -177,10 +178,13 @@ def noise_level_function(bgr: np.ndarray, sample_pixels: int = SAMPLE_PIXELS) ->
 def noise_map(bgr: np.ndarray, a: float, b: float) -> np.ndarray:
     """Per-pixel noise sigma (float32 HxW, 0-255 scale, at most SIGMA_MAX) from the noise level
     function and the smoothed brightness (mean of the channels)."""
-    brightness = cv2.transform(bgr.astype(np.float32), np.full((1, 3), 1.0 / 3.0, np.float32))
-    brightness = cv2.GaussianBlur(brightness, (0, 0), MAP_SMOOTHING)
-    levels = cv2.sqrt(np.maximum(a * brightness + b, 0.0))
-    return np.minimum(levels, SIGMA_MAX)
+    levels = np.empty(bgr.shape[:2], np.float32)
+    halo = int(np.ceil(4 * MAP_SMOOTHING)) + 1  # the Gaussian's reach: strips give the same map
+    for read, write, keep in row_strips(bgr.shape[0], halo, max(strip_rows(bgr.shape[1]), 4 * halo)):
+        brightness = cv2.transform(bgr[read].astype(np.float32), np.full((1, 3), 1.0 / 3.0, np.float32))
+        brightness = cv2.GaussianBlur(brightness, (0, 0), MAP_SMOOTHING)[keep]
+        levels[write] = np.minimum(cv2.sqrt(np.maximum(a * brightness + b, 0.0)), SIGMA_MAX)
+    return levels
 
 
 def _block_sample(bgr: np.ndarray, sample_pixels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -206,49 +210,58 @@ def denoise(
     """Run the network at noise level ``sigma`` (0-255 scale: one level, or one per pixel as an
     HxW array) over the image, tile by tile. With ``nlm_h`` (``strong``), each tile is the mean
     of the network's output and its output on the mirrored tile, mixed with non-local means of
-    strength ``nlm_h``."""
+    strength ``nlm_h``.
+
+    The tiles are laid out on the image mirrored by BORDER pixels all round and padded to a
+    multiple of ALIGN, but that padded image is never made: each window is gathered from ``bgr``
+    (and the levels) with mirrored indexes, and each tile's core is written straight into the
+    8-bit output. Only tiles are ever float (bounded memory)."""
     h, w = bgr.shape[:2]
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
-    padded = _pad_for_network(rgb)
-    levels = None if np.isscalar(sigma) else _pad_for_network(np.asarray(sigma, np.float32) / 255.0)
-    out = np.empty_like(padded)
-    hp, wp = padded.shape[:2]
+    hp, wp = h + 2 * BORDER + (-(h + 2 * BORDER) % ALIGN), w + 2 * BORDER + (-(w + 2 * BORDER) % ALIGN)
+    levels = None if np.isscalar(sigma) else np.asarray(sigma, np.float32)
+    out = np.empty_like(bgr)
     cores = [(y, x) for y in range(0, hp, tile) for x in range(0, wp, tile)]
     for done, (y, x) in enumerate(cores):
         ctx.check_deadline()
-        _denoise_tile(padded, out, y, x, tile, sigma, levels, nlm_h)
+        _denoise_tile(bgr, out, (hp, wp), y, x, tile, sigma, levels, nlm_h)
         ctx.progress((done + 1) / len(cores))
-    result = out[BORDER : BORDER + h, BORDER : BORDER + w]
-    result = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(cv2.cvtColor(result, cv2.COLOR_RGB2BGR))
+    return out
 
 
-def _pad_for_network(image: np.ndarray) -> np.ndarray:
-    """Mirror BORDER pixels all round, then up to a multiple of ALIGN at bottom and right."""
-    h, w = image.shape[:2]
-    extra_h = -(h + 2 * BORDER) % ALIGN
-    extra_w = -(w + 2 * BORDER) % ALIGN
-    pads = ((BORDER, BORDER + extra_h), (BORDER, BORDER + extra_w), (0, 0))[: image.ndim]
-    return np.pad(image, pads, mode="symmetric")
+def _mirrored(start: int, stop: int, size: int) -> np.ndarray:
+    """Indexes into ``size`` pixels of padded positions start..stop-1, the padding mirroring the
+    edge pixels as np.pad(mode="symmetric") does (offset by BORDER)."""
+    index = np.arange(start - BORDER, stop - BORDER) % (2 * size)
+    return np.where(index < size, index, 2 * size - 1 - index)
 
 
-def _denoise_tile(src, dst, y: int, x: int, tile: int, sigma, levels, nlm_h: float | None) -> None:
-    hp, wp = src.shape[:2]
+def _denoise_tile(bgr: np.ndarray, out: np.ndarray, padded: tuple[int, int], y: int, x: int, tile: int,
+                  sigma, levels, nlm_h: float | None) -> None:
+    """One tile (padded coordinates y, x) of the uint8 BGR ``bgr`` into ``out``; the network takes
+    RGB in 0-1."""
+    (hp, wp), (h, w) = padded, bgr.shape[:2]
     y1, x1 = min(y + tile, hp), min(x + tile, wp)
     # Window with context; every bound is a multiple of ALIGN because tile, MARGIN and the
     # padded size are.
     wy0, wx0 = max(y - MARGIN, 0), max(x - MARGIN, 0)
     wy1, wx1 = min(y1 + MARGIN, hp), min(x1 + MARGIN, wp)
-    window = src[wy0:wy1, wx0:wx1]
+    rows, cols = np.ix_(_mirrored(wy0, wy1, h), _mirrored(wx0, wx1, w))
+    window = bgr[rows, cols][..., ::-1].astype(np.float32) / 255.0
     if levels is None:
         sigma_map = np.full(window.shape[:2], sigma / 255.0, np.float32)
     else:
-        sigma_map = levels[wy0:wy1, wx0:wx1]
+        sigma_map = levels[rows, cols] / 255.0
     denoised = _network(window, sigma_map)
     if nlm_h is not None:
         mirrored = _network(window[:, ::-1], sigma_map[:, ::-1])[:, ::-1]
         denoised = (1.0 - STRONG_NLM_SHARE) * 0.5 * (denoised + mirrored) + STRONG_NLM_SHARE * _nlm(window, nlm_h)
-    dst[y:y1, x:x1] = denoised[y - wy0 : y1 - wy0, x - wx0 : x1 - wx0]
+    # the part of the core inside the image
+    top, bottom = max(y, BORDER), min(y1, BORDER + h)
+    left, right = max(x, BORDER), min(x1, BORDER + w)
+    if top >= bottom or left >= right:
+        return
+    core = denoised[top - wy0 : bottom - wy0, left - wx0 : right - wx0, ::-1]
+    out[top - BORDER : bottom - BORDER, left - BORDER : right - BORDER] = np.clip(np.rint(core * 255.0), 0, 255)
 
 
 def _network(rgb: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:
@@ -276,4 +289,7 @@ def _session():
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # No arena: tile buffers go back to the system after each run instead of staying reserved
+    # for the rest of the process (tens of MB next to the steps that follow)
+    opts.enable_cpu_mem_arena = False
     return ort.InferenceSession(str(MODEL_PATH), opts, providers=["CPUExecutionProvider"])

@@ -26,7 +26,7 @@ import numpy as np
 
 from vodimg.engine import ncnn_model
 from vodimg.engine.faces import FaceBox, detect_faces
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import Frame, RowUpscaler, StepContext, strips_of
 
 DEFAULT_INTENSITY = 0.0  # the spec's default: Switch ON without Intensity changes nothing
 
@@ -102,23 +102,30 @@ def enhance_face(image: np.ndarray, face: FaceBox, intensity: float) -> None:
     crop = image[y0:y1, x0:x1]
     local_face = _shift_face(face, x0, y0)
     blocky = max(crop.shape[:2]) <= JPEG_MAX_CROP and is_blocky(crop, x0 % 8, y0 % 8)
-    restored = _restore_at_work_size(crop, local_face, blocky)
-    mask = _ellipse_mask(crop.shape[:2], (cx - x0, cy - y0), (ax, ay)) * intensity
-    blended = crop.astype(np.float32) + (restored - crop.astype(np.float32)) * mask[..., None]
-    image[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    change = _change_at_work_size(crop, local_face, blocky)
+    mask = _ellipse_mask(crop.shape[:2], (cx - x0, cy - y0), (ax, ay))
+    mask *= intensity
+    for _, rows, _ in strips_of(crop):  # crop + change * mask, a strip at a time (bounded memory)
+        blended = change(rows)
+        blended *= mask[rows, :, None]
+        blended += crop[rows]
+        crop[rows] = np.clip(np.rint(blended, out=blended), 0, 255, out=blended)
 
 
-def _restore_at_work_size(crop: np.ndarray, face: FaceBox, blocky: bool) -> np.ndarray:
-    """The restored crop as float32; large faces are processed smaller and the change upscaled."""
+def _change_at_work_size(crop: np.ndarray, face: FaceBox, blocky: bool):
+    """``change(rows)``: the restoration's change to those rows of the crop, float32 (a fresh
+    array); large faces are processed smaller and the change enlarged a strip at a time."""
     height, width = crop.shape[:2]
     scale = min(1.0, WORK_MAX_SIDE / max(height, width))
     if scale == 1.0:
-        return restore_face_crop(crop, face, blocky)
+        change = restore_face_crop(crop, face, blocky)
+        change -= crop
+        return lambda rows: change[rows]
     size = (max(8, round(width * scale)), max(8, round(height * scale)))
     small = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
     change = restore_face_crop(small, _scale_face(face, size[0] / width, size[1] / height), blocky)
     change -= small.astype(np.float32)
-    return crop.astype(np.float32) + cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
+    return RowUpscaler(change, width, height).rows
 
 
 def restore_face_crop(crop: np.ndarray, face: FaceBox, blocky: bool) -> np.ndarray:
@@ -264,14 +271,19 @@ def _block_step_excess(steps: list[tuple[float, float]]) -> float:
 
 def _grid_steps(bgr: np.ndarray, x_offset: int, y_offset: int) -> list[tuple[float, float]]:
     """(mean step across the 8x8 grid, mean step elsewhere), horizontally and vertically."""
-    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     result = []
-    for steps, offset in ((np.abs(np.diff(grey, axis=1)), x_offset), (np.abs(np.diff(grey, axis=0)).T, y_offset)):
-        on_grid = (np.arange(steps.shape[1]) + offset) % 8 == 7
+    # 8-bit absolute steps summed per column (or row): no float copies of a large crop
+    for steps, axis, offset in ((cv2.absdiff(grey[:, 1:], grey[:, :-1]), 0, x_offset),
+                                (cv2.absdiff(grey[1:], grey[:-1]), 1, y_offset)):
+        sums = steps.sum(axis=axis, dtype=np.int64)
+        on_grid = (np.arange(sums.size) + offset) % 8 == 7
         if not on_grid.any() or on_grid.all():
             result.append((1.0, 1.0))
         else:
-            result.append((float(steps[:, on_grid].mean()), float(steps[:, ~on_grid].mean())))
+            per_line = steps.shape[axis]
+            result.append((float(sums[on_grid].sum() / (per_line * on_grid.sum())),
+                           float(sums[~on_grid].sum() / (per_line * (~on_grid).sum()))))
     return result
 
 
@@ -362,7 +374,8 @@ def guided_filter(guide: np.ndarray, source: np.ndarray, radius: int, eps: float
 
 def _ellipse_mask(shape: tuple[int, int], centre: tuple[float, float], axes: tuple[float, float]) -> np.ndarray:
     """1 inside, smooth (cosine) fall to exactly 0 at the ellipse's rim and beyond."""
-    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
+    ys = np.arange(shape[0], dtype=np.float32)[:, None]  # broadcast: no full-size coordinate grids
+    xs = np.arange(shape[1], dtype=np.float32)[None, :]
     radius = np.sqrt(((xs - centre[0]) / axes[0]) ** 2 + ((ys - centre[1]) / axes[1]) ** 2)
     t = np.clip((1.0 - radius) / FEATHER_FRACTION, 0.0, 1.0)
     return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from vodimg.engine.steps import chosen_type
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import Frame, RowUpscaler, StepContext, strips_of
 
 MAP_SIDE = 256  # the illumination map is estimated at this size (longer side)
 GUIDED_RADIUS = 6  # in map pixels
@@ -44,15 +44,30 @@ CHROMA_KEEP, CHROMA_LIFT = 3, 12  # (max - min channel) levels: colour kept as i
 
 def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     chosen_type(options, "LowLightEnhance", ("normal",), "normal")
-    b, g, r = (cv2.extractChannel(frame.bgr, i) for i in range(3))  # cv2.split is slower in OpenCV 5
-    peak = cv2.max(cv2.max(b, g), r)  # brightest channel: the illumination bound per pixel
+    peak = brightest_channel(frame.bgr)  # the illumination bound per pixel
     lifted = illumination_gain(peak)
     if lifted is None:
         return frame
-    gain, curve = lifted
-    gain = cv2.min(gain, cv2.LUT(peak, curve))
-    colour_gain = _colour_gain(gain, cv2.subtract(peak, cv2.min(cv2.min(b, g), r)))
-    return Frame(bgr=_lift(frame.bgr, gain, colour_gain), alpha=frame.alpha)
+    gain_map, curve = lifted
+
+    def lift(rows: slice) -> np.ndarray:  # per pixel: strip by strip, no full-size float maps
+        bgr = frame.bgr[rows]
+        gain = cv2.min(gain_map.rows(rows), cv2.LUT(peak[rows], curve))
+        b, g, r = (cv2.extractChannel(bgr, i) for i in range(3))
+        return _lift(bgr, gain, _colour_gain(gain, cv2.subtract(peak[rows], cv2.min(cv2.min(b, g), r))))
+
+    out = np.empty_like(frame.bgr)
+    for _, rows, _ in strips_of(frame.bgr):
+        out[rows] = lift(rows)
+    return Frame(bgr=out, alpha=frame.alpha)
+
+
+def brightest_channel(bgr: np.ndarray) -> np.ndarray:
+    peak = np.empty(bgr.shape[:2], np.uint8)
+    for _, rows, _ in strips_of(bgr):
+        b, g, r = (cv2.extractChannel(bgr[rows], i) for i in range(3))  # cv2.split is slower in OpenCV 5
+        peak[rows] = cv2.max(cv2.max(b, g), r)
+    return peak
 
 
 def tone_gamma(key: float) -> float:
@@ -80,9 +95,10 @@ def _chroma_weight() -> np.ndarray:
 CHROMA_WEIGHT = _chroma_weight()
 
 
-def illumination_gain(peak: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Gain g(T) per pixel (float32, H x W) from the brightest-channel image ``peak`` (uint8) and
-    the curve g used (a 256-entry LUT), or None when the image is already bright enough."""
+def illumination_gain(peak: np.ndarray) -> tuple[RowUpscaler, np.ndarray] | None:
+    """Gain g(T) per pixel (float32, enlarged a strip at a time: ``rows(slice)``) from the
+    brightest-channel image ``peak`` (uint8) and the curve g used (a 256-entry LUT), or None when
+    the image is already bright enough."""
     h, w = peak.shape
     scale = min(1.0, MAP_SIDE / max(h, w))
     small = cv2.resize(peak, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
@@ -92,7 +108,7 @@ def illumination_gain(peak: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     gain_small = cv2.LUT(t8, curve)
     if float(gain_small.max()) < NO_OP_GAIN:
         return None
-    return cv2.resize(gain_small, (w, h), interpolation=cv2.INTER_LINEAR), curve
+    return RowUpscaler(gain_small, w, h), curve
 
 
 def _colour_gain(gain: np.ndarray, spread: np.ndarray) -> np.ndarray:

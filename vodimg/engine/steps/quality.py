@@ -33,7 +33,7 @@ import numpy as np
 
 from vodimg.engine import ncnn_model
 from vodimg.engine.steps import chosen_type
-from vodimg.engine.frame import Frame, StepContext
+from vodimg.engine.frame import Frame, StepContext, from_planes, map_strips, to_planes
 from vodimg.engine.steps.sharpen import sharpen_luma
 
 DEFAULT_TYPE = "weak"
@@ -96,11 +96,12 @@ def enhance(bgr: np.ndarray, strength: Strength, ctx: StepContext | None = None)
             if share == 1.0 and artefact_level(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)) < RESIDUAL_LEVEL:
                 return bgr  # the classical removal would cost 0.05-0.2 dB here (YCrCb round trip)
             strength = _scaled(strength, 1.0 - share)
-    ycrcb = cv2.cvtColor(bgr, cv2.COLOR_BGR2YCrCb)
-    y, cr, cb = (cv2.extractChannel(ycrcb, i) for i in range(3))  # cv2.split is slower in OpenCV 5
+    y, cr, cb = to_planes(bgr, cv2.COLOR_BGR2YCrCb)  # strip by strip: bounded memory
     level = artefact_level(y)
     if level > 0.0:
-        y = deblock(y, strength.deblock_threshold * level)
+        # in strips of whole 8-row blocks with one block of context: the same result
+        threshold = strength.deblock_threshold * level
+        y = map_strips(y, lambda rows: deblock(rows, threshold), halo=BLOCK, rows=64 * BLOCK)
         y = cv2.bilateralFilter(y, 5, strength.luma_sigma * level, 2.0)
         cr = _smooth_chroma(cr, strength.chroma_sigma * level)
         cb = _smooth_chroma(cb, strength.chroma_sigma * level)
@@ -108,7 +109,7 @@ def enhance(bgr: np.ndarray, strength: Strength, ctx: StepContext | None = None)
     if detail > 0.0:
         y = sharpen_luma(y, detail)
     y = local_contrast(y, strength.clahe_clip, strength.clahe_share)
-    return cv2.cvtColor(cv2.merge([y, cr, cb]), cv2.COLOR_YCrCb2BGR)
+    return from_planes([y, cr, cb], cv2.COLOR_YCrCb2BGR)
 
 
 def learned_share(gray: np.ndarray) -> float:
