@@ -16,7 +16,8 @@ from vodimg.errors import ApiError
 from vodimg.queue import FINISH, PROCESSING, WAITING
 from vodimg.services import build_services
 from vodimg.storage.schema import events, media, tasks
-from vodimg.worker.image_task import MAX_ATTEMPTS, ImageTaskRunner
+from vodimg.worker.image_task import ImageTaskRunner
+from vodimg.worker.runner import MAX_ATTEMPTS
 from vodimg.worker.maintenance import Maintenance
 import numpy as np
 

@@ -10,40 +10,25 @@ image, corrupt, over a limit), 70000 internal (the engine failed on every attemp
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 import orjson
-import sqlalchemy as sa
 
 from vodimg.domain.clock import iso_utc, utc_now
-from vodimg.domain.media import CATEGORY_IMAGE, FORMATS, MediaFile, MediaService, file_id_for, insert_media
+from vodimg.domain.media import FORMATS, MediaFile, MediaService, file_id_for
 from vodimg.domain.tasks import input_key, task_record
 from vodimg.engine import EngineError, InvalidConfig, Limits
-from vodimg.events import insert_event
 from vodimg.netguard import FetchFailed, UrlPolicy, UrlRefused, fetch
 from vodimg.objectstore import NoSuchObject, ObjectStore
-from vodimg.queue import FINISH, ClaimedTask, ExpiredTask, TaskQueue
-from vodimg.storage.schema import tasks
+from vodimg.queue import ClaimedTask, TaskQueue
 from vodimg.worker.engine_pool import EngineCrashed
+from vodimg.worker.runner import ERR_PARAMETERS, ERR_SOURCE, TaskFailed, TaskRunner
 
-logger = logging.getLogger("vodimg.worker")
-
-MAX_ATTEMPTS = 3
-ERR_PARAMETERS, ERR_SOURCE, ERR_INTERNAL = 40000, 60000, 70000
 COMPLETE_EVENT = "ProcessImageAsyncCompleteEvent"
 SOURCE_TYPE_OUTPUT = "VideoProcessing"  # VOD's SourceType for a file made by processing
-
-
-class TaskFailed(Exception):
-    """The task finishes with ``err_code`` and this message."""
-
-    def __init__(self, err_code: int, message: str):
-        super().__init__(message)
-        self.err_code = err_code
 
 
 class Retry(Exception):
@@ -51,7 +36,8 @@ class Retry(Exception):
 
 
 @dataclass
-class ImageTaskRunner:
+class ImageTaskRunner(TaskRunner):
+    event_type = COMPLETE_EVENT
     store: ObjectStore
     queue: TaskQueue
     media: MediaService
@@ -68,9 +54,9 @@ class ImageTaskRunner:
         except TaskFailed as failed:
             finished = self.finish_failed(task.task_id, task.attempt, failed.err_code, str(failed))
         except Retry as retry:
-            finished = self._retry(task, str(retry))
+            finished = self.retry(task, str(retry))
         else:
-            finished = self._finish_done(task, *output)
+            finished = self._finish(task, *output)
         if finished and '"object"' in task.source:  # a Base64 input is kept until its task finishes
             self.store.delete(input_key(task.task_id))
 
@@ -110,7 +96,7 @@ class ImageTaskRunner:
         self.store.put(key, image.data)
         return image, extension, container, content_type, key
 
-    def _finish_done(self, task: ClaimedTask, image, extension, container, content_type, key) -> bool:
+    def _finish(self, task: ClaimedTask, image, extension, container, content_type, key) -> bool:
         now = iso_utc(utc_now())
         shown_input = orjson.loads(task.input)
         output_config = shown_input.get("OutputConfig") or {}
@@ -128,57 +114,13 @@ class ImageTaskRunner:
                   "OutputText": ""}
         values = {"err_code": 0, "message": "SUCCESS", "progress": 100, "finish_time": now,
                   "output": orjson.dumps(output).decode()}
+        return self.finish_done(task, values, file)
 
-        def insert_output_and_event(conn) -> None:
-            insert_media(conn, file)
-            insert_event(conn, task.sub_app_id, COMPLETE_EVENT, self._event(task, values))
-
-        if self.queue.finish(task.task_id, task.attempt, values, insert_output_and_event):
-            return True
-        logger.warning("task %s: lease %d lost before finishing; the result is dropped", task.task_id, task.attempt)
-        return False
-
-    def finish_failed(self, task_id: str, attempt: int, err_code: int, message: str,
-                      *, expired_only: bool = False) -> bool:
-        values = {"err_code": err_code, "message": message, "finish_time": iso_utc(utc_now()), "output": None}
-
-        def insert_event_row(conn) -> None:
-            row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).first()._mapping
-            insert_event(conn, row["sub_app_id"], COMPLETE_EVENT, _event_content(row, self.public_base))
-
-        return self.queue.finish(task_id, attempt, values, insert_event_row, expired_only=expired_only)
-
-    def _retry(self, task: ClaimedTask, reason: str) -> bool:
-        """True when this was the last attempt and the task finished with 70000."""
-        if task.failures + 1 >= MAX_ATTEMPTS:
-            return self.finish_failed(task.task_id, task.attempt, ERR_INTERNAL,
-                               f"Internal error: {reason}, on each of {MAX_ATTEMPTS} attempts.")
-        else:
-            logger.warning("task %s attempt %d: %s; trying again", task.task_id, task.attempt, reason)
-            self.queue.release(task.task_id, task.attempt, failed=True)
-            return False
-
-    def reap(self, expired: ExpiredTask) -> None:
-        """An expired lease: its worker died or hangs. Another attempt, or 70000 after the last."""
-        if expired.failures + 1 >= MAX_ATTEMPTS:
-            self.finish_failed(expired.task_id, expired.attempt, ERR_INTERNAL,
-                               f"Internal error: the worker stopped answering on each of {MAX_ATTEMPTS} attempts.",
-                               expired_only=True)
-        else:
-            self.queue.requeue(expired)
-
-    def _event(self, task: ClaimedTask, values: dict) -> dict:
-        row = {"task_id": task.task_id, "sub_app_id": task.sub_app_id, "status": FINISH, "input": task.input,
-               "session_id": task.session_id, "session_context": task.session_context,
-               "configure": task.configure, **values}
-        return _event_content(row, self.public_base)
-
-
-def _event_content(row, public_base: str) -> dict:
-    """The completion event: the task record with its template snapshot's members (DESIGN.md 6)."""
-    record = task_record(row, public_base)
-    record.update(orjson.loads(row["configure"] or "{}"))
-    return {"EventType": COMPLETE_EVENT, COMPLETE_EVENT: record}
+    def event_content(self, row) -> dict:
+        """The task record with its template snapshot's members (DESIGN.md 6)."""
+        record = task_record(row, self.public_base)
+        record.update(orjson.loads(row["configure"] or "{}"))
+        return {"EventType": COMPLETE_EVENT, COMPLETE_EVENT: record}
 
 
 def _default_name(task: ClaimedTask, shown_input: dict) -> str:

@@ -10,27 +10,21 @@ reaper gives the task to another attempt, which finds the stored bytes if they w
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 import orjson
-import sqlalchemy as sa
 
 from vodimg.domain.clock import iso_utc, utc_now
-from vodimg.domain.media import HEADER_BYTES, MediaFile, basic_info, file_id_for, insert_media, probe_header
+from vodimg.domain.media import HEADER_BYTES, MediaFile, basic_info, file_id_for, probe_header
 from vodimg.domain.tasks import pull_task_record
 from vodimg.domain.uploads import SOURCE_TYPE_UPLOAD
-from vodimg.events import insert_event
 from vodimg.netguard import FetchFailed, UrlPolicy, UrlRefused, fetch
 from vodimg.objectstore import ObjectStore
-from vodimg.queue import FINISH, ClaimedTask, ExpiredTask, TaskQueue
-from vodimg.storage.schema import tasks
-from vodimg.worker.image_task import ERR_INTERNAL, ERR_SOURCE, MAX_ATTEMPTS, TaskFailed
-
-logger = logging.getLogger("vodimg.worker")
+from vodimg.queue import ClaimedTask, TaskQueue
+from vodimg.worker.runner import ERR_SOURCE, TaskFailed, TaskRunner
 
 PULL_COMPLETE = "PullComplete"
 # Container -> the Type (extension) a pulled file gets when neither MediaType nor the URL names one.
@@ -42,7 +36,9 @@ def pull_key(task: ClaimedTask) -> str:
 
 
 @dataclass
-class PullUploadRunner:
+class PullUploadRunner(TaskRunner):
+    event_type = PULL_COMPLETE
+
     store: ObjectStore
     queue: TaskQueue
     url_policy: UrlPolicy
@@ -58,7 +54,7 @@ class PullUploadRunner:
         except TaskFailed as failed:
             self.finish_failed(task.task_id, task.attempt, failed.err_code, str(failed))
             return
-        self._finish_done(task, file)
+        self._finish(task, file)
 
     def _fetch(self, url: str, report: Callable[[int], None]) -> bytes:
         def progress(received: int, total: int | None) -> None:
@@ -91,46 +87,16 @@ class PullUploadRunner:
             md5=hashlib.md5(data).hexdigest(), content_type=header.content_type, storage_key=key,
             create_time=now, update_time=now, expire_time=source["expire_time"])
 
-    def _finish_done(self, task: ClaimedTask, file: MediaFile) -> bool:
+    def _finish(self, task: ClaimedTask, file: MediaFile) -> bool:
         info = basic_info(file, self.public_base, self.region)
         output = {"FileId": file.file_id, "FileType": file.type, "MediaName": file.name,
                   "MediaBasicInfo": info, "MetaData": file.meta_data()}
         values = {"err_code": 0, "message": "SUCCESS", "progress": 100, "finish_time": file.create_time,
                   "output": orjson.dumps(output).decode()}
-        row = {"task_id": task.task_id, "sub_app_id": task.sub_app_id, "status": FINISH,
-               "session_id": task.session_id, "session_context": task.session_context, **values}
+        return self.finish_done(task, values, file)
 
-        def insert_media_and_event(conn) -> None:
-            insert_media(conn, file)
-            insert_event(conn, task.sub_app_id, PULL_COMPLETE, self._event(row))
-
-        if self.queue.finish(task.task_id, task.attempt, values, insert_media_and_event):
-            return True
-        logger.warning("task %s: lease %d lost before finishing; the result is dropped", task.task_id, task.attempt)
-        return False
-
-    def finish_failed(self, task_id: str, attempt: int, err_code: int, message: str,
-                      *, expired_only: bool = False) -> bool:
-        values = {"err_code": err_code, "message": message, "finish_time": iso_utc(utc_now()), "output": None}
-
-        def insert_event_row(conn) -> None:
-            row = conn.execute(sa.select(tasks).where(tasks.c.task_id == task_id)).first()._mapping
-            insert_event(conn, row["sub_app_id"], PULL_COMPLETE, self._event(row))
-
-        return self.queue.finish(task_id, attempt, values, insert_event_row, expired_only=expired_only)
-
-    def reap(self, expired: ExpiredTask) -> None:
-        """An expired lease (the worker died or hangs): another attempt, or 70000 after the last."""
-        if expired.failures + 1 >= MAX_ATTEMPTS:
-            self.finish_failed(expired.task_id, expired.attempt, ERR_INTERNAL,
-                               f"Internal error: the worker stopped answering on each of {MAX_ATTEMPTS} attempts.",
-                               expired_only=True)
-        else:
-            self.queue.requeue(expired)
-
-    def _event(self, row) -> dict:
+    def event_content(self, row) -> dict:
         return {"EventType": PULL_COMPLETE, "PullCompleteEvent": pull_task_record(row, self.public_base)}
-
 
 def _default_name(url: str, task_id: str) -> str:
     stem = PurePosixPath(urlsplit(url).path).stem
