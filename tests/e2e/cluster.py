@@ -160,3 +160,36 @@ def cluster_api(request, root: Path, prefix: str, extra_env: dict[str, str]):
             yield server
         finally:
             cluster.stop()
+
+
+@contextlib.contextmanager
+def backend_server(request, tmp_path_factory, name: str, extra_env: dict[str, str]):
+    """The end-to-end modules' server for the backend ``request.param`` names: ``sqlite`` (the
+    embedded default), ``postgres`` (a fresh schema), ``s3`` (SQLite + a bucket on moto's server) or
+    ``cluster`` (``cluster_api``); one engine process. ``server.s3`` is (moto, bucket, prefix) or None."""
+    from tests.conftest import fresh_postgres_schema
+    from tests.e2e.server import started
+
+    backend = request.param
+    root = tmp_path_factory.mktemp(f"{name}-{backend}")
+    if backend == "cluster":
+        with cluster_api(request, root, f"vodimg_{name}_cluster", extra_env) as server:
+            yield server
+        return
+    with contextlib.ExitStack() as stack:
+        database_url, s3, args, env = None, None, ["--engine-processes", "1"], dict(extra_env)
+        if backend == "postgres":
+            database_url = stack.enter_context(
+                fresh_postgres_schema(request.getfixturevalue("postgres_server_url"), f"vodimg_{name}"))
+        if backend == "s3":
+            moto = request.getfixturevalue("moto_s3")
+            s3 = (moto, moto.new_bucket(), "media")
+            args += ["--storage-url", f"s3://{s3[1]}/{s3[2]}"]
+            env.update(moto.environment())
+        server = started(root / "data", database_url=database_url, extra_args=tuple(args), extra_env=env)
+        server.s3 = s3
+        try:
+            yield server
+        finally:
+            server.stop()
+            server.close_accounts()

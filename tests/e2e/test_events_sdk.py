@@ -19,10 +19,8 @@ from tencentcloud.vod.v20180717 import models
 
 from vodimg.events import insert_event
 from vodimg.storage.schema import events
-from tests.conftest import fresh_postgres_schema
 from tests.e2e.receiver import Receiver, sign_is_valid
-from tests.e2e.cluster import cluster_api
-from tests.e2e.server import started
+from tests.e2e.cluster import backend_server
 from tests.e2e.tasks import b64, create_template, small_photo_png, submit, wait_finished
 
 pytestmark = pytest.mark.slow
@@ -39,22 +37,8 @@ COMPLETE = "ProcessImageAsyncCompleteEvent"
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
                                         pytest.param("cluster", marks=pytest.mark.postgres)])
 def event_server(request, tmp_path_factory):
-    if request.param == "cluster":  # PostgreSQL + S3 + 2 API-only processes + 2 workers (tests/e2e/cluster.py)
-        with cluster_api(request, tmp_path_factory.mktemp("event_server-cluster"), "vodimg_events_cluster", EVENT_ENV) as server:
-            yield server
-        return
-    database_url = None
-    schema = None
-    if request.param == "postgres":
-        schema = fresh_postgres_schema(request.getfixturevalue("postgres_server_url"), "vodimg_events")
-        database_url = schema.__enter__()
-    server = started(tmp_path_factory.mktemp(f"events-{request.param}") / "data", database_url=database_url,
-                     extra_args=("--engine-processes", "1"), extra_env=EVENT_ENV)
-    yield server
-    server.stop()
-    server.close_accounts()
-    if schema is not None:
-        schema.__exit__(None, None, None)
+    with backend_server(request, tmp_path_factory, "events", EVENT_ENV) as server:
+        yield server
 
 
 @pytest.fixture

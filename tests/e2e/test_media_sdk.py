@@ -19,14 +19,12 @@ import sqlalchemy as sa
 from qcloud_cos.cos_exception import CosServiceError
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 
-from tests.conftest import fresh_postgres_schema
 from tests.e2e.imagehost import ImageHost
 from tests.e2e.media import (
     MAX_INPUT_BYTES, apply, commit, cos_client, database, events_of, noisy_png, objects_under, put,
     switch_events_on, upload, wait_pull,
 )
-from tests.e2e.cluster import cluster_api
-from tests.e2e.server import started
+from tests.e2e.cluster import backend_server
 from tests.e2e.tasks import small_photo_jpeg, small_photo_png, submit, wait_finished
 from vodimg.domain.presets import PRESETS
 from vodimg.storage.schema import media, upload_sessions
@@ -43,33 +41,15 @@ def images():
     host.stop()
 
 
+MEDIA_ENV = {"VODIMG_URL_ALLOW": "127.0.0.2/32", "VODIMG_URL_TIMEOUT_SECONDS": "2",
+             "VODIMG_MAX_INPUT_BYTES": str(MAX_INPUT_BYTES)}
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "s3",
                                         pytest.param("cluster", marks=pytest.mark.postgres)])
 def media_server(request, tmp_path_factory):
-    database_url, schema, s3 = None, None, None
-    extra_args = ["--engine-processes", "1"]
-    extra_env = {"VODIMG_URL_ALLOW": "127.0.0.2/32", "VODIMG_URL_TIMEOUT_SECONDS": "2",
-                 "VODIMG_MAX_INPUT_BYTES": str(MAX_INPUT_BYTES)}
-    if request.param == "cluster":  # PostgreSQL + S3 + 2 API-only processes + 2 workers (tests/e2e/cluster.py)
-        with cluster_api(request, tmp_path_factory.mktemp("media-cluster"), "vodimg_media_cluster", extra_env) as server:
-            yield server
-        return
-    if request.param == "postgres":
-        schema = fresh_postgres_schema(request.getfixturevalue("postgres_server_url"), "vodimg_media")
-        database_url = schema.__enter__()
-    if request.param == "s3":
-        moto_s3 = request.getfixturevalue("moto_s3")
-        s3 = (moto_s3, moto_s3.new_bucket(), "media")
-        extra_args += ["--storage-url", f"s3://{s3[1]}/{s3[2]}"]
-        extra_env.update(moto_s3.environment())
-    server = started(tmp_path_factory.mktemp(f"media-{request.param}") / "data", database_url=database_url,
-                     extra_args=tuple(extra_args), extra_env=extra_env)
-    server.s3 = s3
-    yield server
-    server.stop()
-    server.close_accounts()
-    if schema is not None:
-        schema.__exit__(None, None, None)
+    with backend_server(request, tmp_path_factory, "media", MEDIA_ENV) as server:
+        yield server
 
 
 @pytest.fixture

@@ -19,10 +19,8 @@ from tencentcloud.vod.v20180717 import models
 
 from vodimg.domain.presets import PRESETS
 from vodimg.engine import process_image
-from tests.conftest import fresh_postgres_schema
 from tests.e2e.imagehost import ImageHost
-from tests.e2e.cluster import cluster_api
-from tests.e2e.server import started
+from tests.e2e.cluster import backend_server
 from tests.engine.images import encode
 from tests.e2e.tasks import (
     animated_gif, b64, create_template, png_bomb, small_photo_jpeg, small_photo_png, submit, wait_finished,
@@ -46,26 +44,14 @@ def images():
     host.stop()
 
 
+TASK_ENV = {"VODIMG_URL_ALLOW": "127.0.0.2/32", "VODIMG_URL_TIMEOUT_SECONDS": "2"}
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
                                         pytest.param("cluster", marks=pytest.mark.postgres)])
 def task_server(request, tmp_path_factory):
-    if request.param == "cluster":  # PostgreSQL + S3 + 2 API-only processes + 2 workers (tests/e2e/cluster.py)
-        with cluster_api(request, tmp_path_factory.mktemp("task_server-cluster"), "vodimg_tasks_cluster", {"VODIMG_URL_ALLOW": "127.0.0.2/32", "VODIMG_URL_TIMEOUT_SECONDS": "2"}) as server:
-            yield server
-        return
-    database_url = None
-    schema = None
-    if request.param == "postgres":
-        schema = fresh_postgres_schema(request.getfixturevalue("postgres_server_url"), "vodimg_tasks")
-        database_url = schema.__enter__()
-    server = started(tmp_path_factory.mktemp(f"tasks-{request.param}") / "data", database_url=database_url,
-                     extra_args=("--engine-processes", "1"),
-                     extra_env={"VODIMG_URL_ALLOW": "127.0.0.2/32", "VODIMG_URL_TIMEOUT_SECONDS": "2"})
-    yield server
-    server.stop()
-    server.close_accounts()
-    if schema is not None:
-        schema.__exit__(None, None, None)
+    with backend_server(request, tmp_path_factory, "tasks", TASK_ENV) as server:
+        yield server
 
 
 @pytest.fixture
