@@ -109,9 +109,7 @@ def test_a_killed_engine_child_is_replaced_and_its_task_tried_again(tmp_path):
     server = started(tmp_path / "data", extra_args=("--engine-processes", "1"))
     try:
         tenant = server.new_tenant()
-        task_id = submit(tenant, create_template(tenant, SLOW), Base64=b64(_noisy_png(500)))
-        _wait(lambda: tenant.call("DescribeTaskDetail", {"TaskId": task_id, "SubAppId": tenant.sub_app_id})
-              ["Status"] == "PROCESSING", 30, "the task to start")
+        task_id = _running_slow_task(tenant, 500)
         [child] = _children(server.process.pid)[:1] or [None]
         busy = [pid for pid in _children(server.process.pid) if _cpu_busy(pid)]
         os.kill(busy[0] if busy else child, signal.SIGKILL)
@@ -126,6 +124,14 @@ def test_a_killed_engine_child_is_replaced_and_its_task_tried_again(tmp_path):
     finally:
         server.stop()
         server.close_accounts()
+
+
+def _running_slow_task(tenant, side: int) -> str:
+    """A slow task (seconds of work on a ``side`` x ``side`` noisy photo), once it is PROCESSING."""
+    task_id = submit(tenant, create_template(tenant, SLOW), Base64=b64(_noisy_png(side)))
+    _wait(lambda: tenant.call("DescribeTaskDetail", {"TaskId": task_id, "SubAppId": tenant.sub_app_id})
+          ["Status"] == "PROCESSING", 30, "the task to start")
+    return task_id
 
 
 def _cpu_busy(pid: int) -> bool:
@@ -146,9 +152,7 @@ def test_a_frozen_workers_finish_is_refused_after_another_took_the_task_over(tmp
     other = None
     try:
         tenant = server.new_tenant()
-        task_id = submit(tenant, create_template(tenant, SLOW), Base64=b64(_noisy_png(420)))
-        _wait(lambda: tenant.call("DescribeTaskDetail", {"TaskId": task_id, "SubAppId": tenant.sub_app_id})
-              ["Status"] == "PROCESSING", 30, "the task to start")
+        task_id = _running_slow_task(tenant, 420)
         os.kill(server.process.pid, signal.SIGSTOP)  # its engine child goes on; its lease runs out
         log = open(tmp_path / "worker.log", "wb")
         other = subprocess.Popen([*vodimg_command(), "worker", "--data-dir", str(server.data_dir),
@@ -214,9 +218,7 @@ def test_sigterm_lets_a_running_image_finish_within_the_drain_time(tmp_path):
     server = started(tmp_path / "data", extra_args=("--engine-processes", "1"), extra_env={"VODIMG_DRAIN_SECONDS": "60"})
     try:
         tenant = server.new_tenant()
-        task_id = submit(tenant, create_template(tenant, SLOW), Base64=b64(_noisy_png(500)))
-        _wait(lambda: tenant.call("DescribeTaskDetail", {"TaskId": task_id, "SubAppId": tenant.sub_app_id})
-              ["Status"] == "PROCESSING", 30, "the task to start")
+        task_id = _running_slow_task(tenant, 500)
         database = server.accounts()._db
         server.process.terminate()
         assert server.process.wait(60) == 0
@@ -234,9 +236,7 @@ def test_sigterm_gives_back_what_does_not_finish_within_the_drain_time(tmp_path)
     server = started(tmp_path / "data", extra_args=("--engine-processes", "1"), extra_env={"VODIMG_DRAIN_SECONDS": "0.2"})
     try:
         tenant = server.new_tenant()
-        task_id = submit(tenant, create_template(tenant, SLOW), Base64=b64(_noisy_png(700)))
-        _wait(lambda: tenant.call("DescribeTaskDetail", {"TaskId": task_id, "SubAppId": tenant.sub_app_id})
-              ["Status"] == "PROCESSING", 30, "the task to start")
+        task_id = _running_slow_task(tenant, 700)
         database = server.accounts()._db
         server.process.terminate()
         assert server.process.wait(30) == 0

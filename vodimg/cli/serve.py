@@ -41,9 +41,6 @@ def register(subparsers) -> None:
                     "default account's key, else one is generated and printed on first start.")
     parser.add_argument("--host", help="address to listen on (VODIMG_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="HTTP port (VODIMG_PORT, default 9000)")
-    parser.add_argument("--data-dir", type=Path, help="data directory (VODIMG_DATA_DIR, default ./data)")
-    parser.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db "
-                                               "(VODIMG_DATABASE_URL, default SQLite in the data directory)")
     parser.add_argument("--tls-port", type=int, help="also serve HTTPS on this port (VODIMG_TLS_PORT)")
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate (VODIMG_TLS_CERT; default: a "
                                                       "local CA's certificate kept in DATA_DIR/tls)")
@@ -58,17 +55,25 @@ def register(subparsers) -> None:
                                                                "request head (VODIMG_HEADER_TIMEOUT, default 10)")
     parser.add_argument("--max-connections", type=int, help="open connections per API process "
                                                             "(VODIMG_MAX_CONNECTIONS, default 1024)")
-    parser.add_argument("--public-url", help="base of served file URLs, e.g. https://media.example.com "
-                                             "(VODIMG_PUBLIC_URL, default http://HOST:PORT)")
+    add_shared_options(parser, engine_help="image engine processes of the in-process worker "
+                                           "(VODIMG_ENGINE_PROCESSES, default one per core; 0: API only)")
+    parser.set_defaults(handler=run)
+
+
+def add_shared_options(parser, engine_help: str) -> None:
+    """The options ``vodimg serve`` and ``vodimg worker`` share: where the data lives, the public
+    URL of served files, the engine processes, the log level."""
+    parser.add_argument("--data-dir", type=Path, help="data directory (VODIMG_DATA_DIR, default ./data)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db "
+                                               "(VODIMG_DATABASE_URL, default SQLite in the data directory)")
     parser.add_argument("--storage-url", help="object store: a directory or s3://bucket/prefix "
                                               "(VODIMG_STORAGE_URL, default DATA_DIR/objects)")
     parser.add_argument("--s3-endpoint", help="S3 endpoint URL for an s3:// store (VODIMG_S3_ENDPOINT, "
                                               "default AWS_ENDPOINT_URL, else AWS)")
-    parser.add_argument("--engine-processes", type=int, help="image engine processes of the in-process "
-                                                             "worker (VODIMG_ENGINE_PROCESSES, default one per "
-                                                             "core; 0: API only)")
+    parser.add_argument("--public-url", help="base of served file URLs, e.g. https://media.example.com "
+                                             "(VODIMG_PUBLIC_URL, default http://HOST:PORT)")
+    parser.add_argument("--engine-processes", type=int, help=engine_help)
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:

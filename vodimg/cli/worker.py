@@ -13,25 +13,19 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
 
 from vodimg.config import ConfigError, Settings
 from vodimg.objectstore import ObjectStoreError
 
 
 def register(subparsers) -> None:
+    from vodimg.cli.serve import add_shared_options
+
     parser = subparsers.add_parser(
         "worker", help="run task workers only (no API), for scale-out",
         description="Process the queued tasks of the database with the image engine. Settings as "
                     "for `vodimg serve` (options override VODIMG_* variables).")
-    parser.add_argument("--data-dir", type=Path, help="data directory (VODIMG_DATA_DIR, default ./data)")
-    parser.add_argument("--database-url", help="the API's database (VODIMG_DATABASE_URL)")
-    parser.add_argument("--storage-url", help="the API's object store (VODIMG_STORAGE_URL)")
-    parser.add_argument("--s3-endpoint", help="S3 endpoint URL of an s3:// store, as the API's (VODIMG_S3_ENDPOINT)")
-    parser.add_argument("--public-url", help="base of served file URLs, as the API's (VODIMG_PUBLIC_URL)")
-    parser.add_argument("--engine-processes", type=int, help="image engine processes (VODIMG_ENGINE_PROCESSES, "
-                                                             "default one per core)")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    add_shared_options(parser, engine_help="image engine processes (VODIMG_ENGINE_PROCESSES, default one per core)")
     parser.set_defaults(handler=run)
 
 
