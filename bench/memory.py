@@ -1,6 +1,13 @@
 """Peak memory per image against the goal: at most 3x the decoded image plus 150 MB.
 
     python -m bench.memory [--cases png,jpeg] [--no-templates]
+    python -m bench.memory --steps [--sizes 1500,2500,3500]
+
+``--steps``: each enhancement step alone on square photos of each size, in a fresh child, as the
+pipeline runs it (allowed to write over its input); the peak RSS above the child's memory
+without the frame, fitted as bytes per pixel plus a fixed part, next to the figures the
+estimate uses (``StepSpec.memory``, ``memory_fixed``): every measured peak must be at most the
+estimate.
 
 Each case runs ``process_image`` in a fresh child process (one thread) and reads the child's
 peak RSS (VmHWM; ru_maxrss would carry the parent's over across fork and exec). Inputs, made
@@ -54,6 +61,82 @@ elapsed = time.monotonic() - started
 peak = [int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
 print(json.dumps({"peak_kb": peak, "seconds": elapsed}))
 """
+
+
+STEP_CHILD = """
+import os, sys, json
+for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[name] = "1"
+import cv2
+cv2.setNumThreads(1)
+from vodimg.engine import memory, pipeline
+from vodimg.engine.frame import Frame, StepContext
+configure = json.loads(sys.argv[2])
+step = pipeline.plan(configure)[0]
+function = pipeline.load_step(step)
+bgr = cv2.imread(sys.argv[1], cv2.IMREAD_COLOR)
+memory.release_free_memory()
+def status(key):
+    return [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key)][0]
+before = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # VmHWM from here
+pipeline._run_step(step, function, Frame(bgr), StepContext(overwrite_input=True, max_output_pixels=10**9))
+print(json.dumps({"above": status("VmHWM") - (before - bgr.size)}))
+"""
+BEAUTY = {"BeautyEffectItems": [{"Type": kind, "Switch": "ON", "Value": 60} for kind in ("Whiten", "Smooth", "Rosy", "Sharpen")],
+          "BeautyFilterItems": [{"Type": "Natural", "Switch": "ON", "Value": 60}]}
+STEP_CASES = [  # (label, configure, input: photo, noisy (sigma 15) or q40 (a JPEG at quality 40))
+    ("LowLightEnhance normal", {"EnhanceConfig": {"LowLightEnhance": {"Switch": "ON", "Type": "normal"}}}, "photo"),
+    ("Denoise weak", {"EnhanceConfig": {"Denoise": {"Switch": "ON", "Type": "weak"}}}, "noisy"),
+    ("Denoise strong", {"EnhanceConfig": {"Denoise": {"Switch": "ON", "Type": "strong"}}}, "noisy"),
+    ("ImageQualityEnhance normal", {"EnhanceConfig": {"ImageQualityEnhance": {"Switch": "ON", "Type": "normal"}}}, "q40"),
+    ("ImageQualityEnhance strong", {"EnhanceConfig": {"ImageQualityEnhance": {"Switch": "ON", "Type": "strong"}}}, "q40"),
+    ("FaceEnhance", {"EnhanceConfig": {"FaceEnhance": {"Switch": "ON", "Intensity": 1}}}, "photo"),
+    ("ColorEnhance strong", {"EnhanceConfig": {"ColorEnhance": {"Switch": "ON", "Type": "strong"}}}, "photo"),
+    ("SharpEnhance", {"EnhanceConfig": {"SharpEnhance": {"Switch": "ON", "Intensity": 1}}}, "photo"),
+    ("BeautyConfig (4 effects, a filter)", {"BeautyConfig": BEAUTY}, "photo"),
+    ("AiCutOutConfig foreground", {"AiCutOutConfig": {"Switch": "ON"}}, "photo"),
+]
+
+
+def step_inputs(side: int, folder: Path) -> dict[str, Path]:
+    from tests.engine.images import photo, with_gaussian_noise
+
+    base = cv2.resize(photo("astronaut"), (side, side))
+    ok, jpeg = cv2.imencode(".jpg", base, [cv2.IMWRITE_JPEG_QUALITY, 40])
+    images = {"photo": base, "noisy": with_gaussian_noise(base, 15, seed=1), "q40": cv2.imdecode(jpeg, cv2.IMREAD_COLOR)}
+    paths = {}
+    for name, bgr in images.items():
+        paths[name] = folder / f"{name}{side}.png"
+        cv2.imwrite(str(paths[name]), bgr)
+    return paths
+
+
+def steps_table(sizes: list[int]) -> None:
+    from vodimg.engine import pipeline
+
+    measured: dict[str, list[float]] = {label: [] for label, _, _ in STEP_CASES}
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in sizes:
+            inputs = step_inputs(side, Path(tmp))
+            for label, configure, source in STEP_CASES:
+                done = subprocess.run([sys.executable, "-c", STEP_CHILD, str(inputs[source]), json.dumps(configure)],
+                                      capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                measured[label].append(json.loads(done.stdout.splitlines()[-1])["above"] if done.returncode == 0 else float("nan"))
+    pixels = np.array([side * side for side in sizes], float)
+    rows = []
+    for label, configure, _ in STEP_CASES:
+        spec = pipeline.plan(configure)[0].spec
+        peaks = np.array(measured[label])
+        slope, fixed = np.polyfit(pixels, peaks, 1)
+        estimates = spec.memory * pixels + spec.memory_fixed
+        rows.append([label, *(f"{peak / MB:.0f}" for peak in peaks), f"{slope:.1f}", f"{fixed / MB:.0f}",
+                     f"{spec.memory:g} + {spec.memory_fixed / MB:.0f} MB", f"{np.max(peaks / estimates):.2f}"])
+    print(f"machine: {machine()}")
+    print("MB = MiB above the child without the frame; fit: bytes per pixel + fixed MB; a ratio above 1.00 "
+          "means the estimate is low")
+    print(table(["step", *(f"{side}x{side} MB" for side in sizes), "B/px", "fixed MB", "estimate",
+                 "peak / estimate"], rows))
 
 
 def smooth_png(width: int, height: int) -> bytes:
@@ -116,7 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", default="png,jpeg", help="comma-separated: png, jpeg, noisy (Denoise "
                                                              "at work on 50 MP: several minutes)")
     parser.add_argument("--no-templates", action="store_true", help="plain re-encode only")
+    parser.add_argument("--steps", action="store_true", help="each step alone: its fit against the estimate")
+    parser.add_argument("--sizes", default="1500,2500,3500", help="square sides for --steps")
     args = parser.parse_args(argv)
+    if args.steps:
+        steps_table([int(side) for side in args.sizes.split(",")])
+        return
     templates = [("plain re-encode", {})]
     if not args.no_templates:
         templates.append(("seed template without super-resolution", without_superres(spec_template())))

@@ -8,8 +8,10 @@
 2. Worker scaling: tasks per second of a CPU-heavy template (1920x1080 JPEG, quality, colour and
    sharpen on, denoise and super-resolution off) with 1 and 2 ``vodimg worker`` processes (one
    engine process each) behind an API-only ``vodimg serve`` on PostgreSQL, and the speed-up. The
-   queue is filled while no worker runs, then the workers start; the rate counts from the first
-   completion to the last (the submissions' CPU is not the workers').
+   workers are warmed up, then stopped (SIGSTOP) while the queue is filled and let go; the rate
+   counts from the first completion to the last, and the CPU of each kind of process (engine,
+   worker, API, PostgreSQL) in that window is printed per task. Beside it, the same image through
+   the engine alone (``process_image`` in 1 and 2 plain processes): the machine's own ceiling.
    Goal: at least 1.8 with 2 on a 2-core machine. Rounds alternate 1 and 2 workers so that the
    load of other programs falls on both alike; the best round of each counts.
 
@@ -24,9 +26,11 @@ import base64
 import multiprocessing
 import os
 import platform
+import signal
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -149,9 +153,17 @@ def heavy_image() -> bytes:
                         [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
 
 
-def worker_rate(root: Path, server_url: str, workers: int, images: int, image: str) -> float:
-    """Tasks per second of ``workers`` worker processes (one engine process each), on a queue filled
-    beforehand (the submissions' CPU is not the workers'), from the first to the last completion."""
+@dataclass
+class WorkerRound:
+    rate: float  # tasks per second, first to last completion
+    cpu_ms: dict[str, float]  # CPU milliseconds per task, by kind of process
+
+
+def worker_rate(root: Path, server_url: str, workers: int, images: int, image: str) -> WorkerRound:
+    """Tasks per second of ``workers`` worker processes (one engine process each), warmed up, then
+    stopped (SIGSTOP) while the queue is filled, so that neither the submissions' CPU nor a
+    process's start-up falls in the measured window; the rate counts from the first completion to
+    the last. Also the CPU each kind of process spent per task in that time."""
     from tests.e2e.cluster import Cluster
     from vodimg.storage.schema import events
 
@@ -165,21 +177,84 @@ def worker_rate(root: Path, server_url: str, workers: int, images: int, image: s
             client = tenant.common()
             database = cluster.apis[0].accounts()._db
             _run_all(client, tenant, request, 4 * workers, database)  # warm up every engine process
-            stopped, cluster.workers = cluster.workers, []
-            for worker in stopped:
-                worker.stop()
+            roles = _process_roles(cluster)
+            stopped = [pid for kind in ("engine processes", "worker processes") for pid in roles[kind]]
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
             with database.read() as conn:  # completion events after this one are the measured tasks'
                 warmed = conn.execute(sa.select(sa.func.max(events.c.seq))).scalar()
             ids = _submit_all(tenant, request, images)
-            for index in range(workers):
-                cluster.add_worker(1, index)
+            time.sleep(0.5)  # the API process and PostgreSQL settle
+            before = _cpu_seconds(roles)
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
             _wait_finished(ids, database)
+            after = _cpu_seconds(roles)
             with database.read() as conn:
                 first, last = conn.execute(sa.select(sa.func.min(events.c.created_ms), sa.func.max(events.c.created_ms))
                                            .where(events.c.seq > warmed)).one()
-            return (images - 1) / ((last - first) / 1000)
+            cpu_ms = {kind: 1000 * (after[kind] - before[kind]) / images for kind in roles}
+            return WorkerRound((images - 1) / ((last - first) / 1000), cpu_ms)
         finally:
             cluster.stop()
+
+
+def _process_roles(cluster) -> dict[str, list[int]]:
+    """The pids of each kind of process: the workers, their engine children, the API process, and
+    every PostgreSQL process on the machine (the server, its backends and helpers)."""
+    stats = {pid: _stat(pid) for pid in map(int, filter(str.isdigit, os.listdir("/proc")))}
+    stats = {pid: stat for pid, stat in stats.items() if stat is not None}
+    workers = [worker.process.pid for worker in cluster.workers]
+    return {
+        "engine processes": [pid for pid, (ppid, _, _) in stats.items() if ppid in workers],
+        "worker processes": workers,
+        "API process": [server.process.pid for server in cluster.apis],
+        "PostgreSQL": [pid for pid, (_, name, _) in stats.items() if name == "postgres"],
+    }
+
+
+def _stat(pid: int) -> tuple[int, str, float] | None:
+    """(parent pid, command name, CPU seconds: user + system) of a process, None if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(roles: dict[str, list[int]]) -> dict[str, float]:
+    return {kind: sum(stat[2] for stat in map(_stat, pids) if stat is not None) for kind, pids in roles.items()}
+
+
+def engine_rate(processes: int, image: bytes, count: int) -> float:
+    """Images per second of ``processes`` processes each running the engine alone (process_image,
+    no queue, no service) ``count`` times on the image: the machine's own ceiling for the speed-up."""
+    context = multiprocessing.get_context("spawn")
+    ready, go = context.Barrier(processes + 1), context.Event()
+    runners = [context.Process(target=_engine_loop, args=(image, count, ready, go)) for _ in range(processes)]
+    for runner in runners:
+        runner.start()
+    ready.wait()
+    started = time.monotonic()
+    go.set()
+    for runner in runners:
+        runner.join()
+    return processes * count / (time.monotonic() - started)
+
+
+def _engine_loop(image: bytes, count: int, ready, go) -> None:
+    import cv2
+
+    from vodimg.engine import process_image
+
+    cv2.setNumThreads(1)
+    for _ in range(2):
+        process_image(image, HEAVY)  # warm: imports, first-run allocations
+    ready.wait()
+    go.wait()
+    for _ in range(count):
+        process_image(image, HEAVY)
 
 
 def _run_all(client, tenant, request: dict, count: int, database) -> None:
@@ -245,20 +320,35 @@ def main() -> None:
         for processes, threads, rate, done in rows:
             print(f"| {processes * threads} ({processes} x {threads}) | {done} | {rate:.0f} | {rate / base:.2f} |")
     if not args.skip_workers:
-        image = base64.b64encode(heavy_image()).decode()
-        best = {1: 0.0, 2: 0.0}
+        raw = heavy_image()
+        image = base64.b64encode(raw).decode()
+        best: dict[int, WorkerRound] = {}
+        engine_best = {1: 0.0, 2: 0.0}
         with tempfile.TemporaryDirectory() as workdir:
             for round_ in range(args.rounds):
                 for workers in (1, 2):
-                    rate = worker_rate(Path(workdir), server, workers, args.images, image)
-                    print(f"round {round_ + 1}, {workers} worker process(es): {rate:.3f} tasks/s", flush=True)
-                    best[workers] = max(best[workers], rate)
-        speedup = best[2] / best[1]
-        print(f"\n| 1920x1080 JPEG, quality+colour+sharpen, {args.images} tasks | tasks/s (best of {args.rounds}) "
+                    engine = engine_rate(workers, raw, args.images // 2)
+                    engine_best[workers] = max(engine_best[workers], engine)
+                    measured = worker_rate(Path(workdir), server, workers, args.images, image)
+                    print(f"round {round_ + 1}, {workers} worker process(es): {measured.rate:.3f} tasks/s; "
+                          f"engine alone in {workers} process(es): {engine:.3f} images/s", flush=True)
+                    if workers not in best or measured.rate > best[workers].rate:
+                        best[workers] = measured
+        speedup, ceiling = best[2].rate / best[1].rate, engine_best[2] / engine_best[1]
+        print(f"\n| 1920x1080 JPEG, quality+colour+sharpen, {args.images} tasks | per second (best of {args.rounds}) "
               f"| speed-up |\n|---|---|---|")
-        print(f"| 1 worker process (baseline) | {best[1]:.3f} | 1.00 |")
-        print(f"| 2 worker processes | {best[2]:.3f} | {speedup:.2f} (goal >= {SCALING_GOAL}: "
-              f"{'met' if speedup >= SCALING_GOAL else 'NOT met'}) |")
+        print(f"| engine alone, 1 process (no service) | {engine_best[1]:.3f} | 1.00 |")
+        print(f"| engine alone, 2 processes (the machine's ceiling) | {engine_best[2]:.3f} | {ceiling:.2f} |")
+        print(f"| 1 worker process (baseline) | {best[1].rate:.3f} | 1.00 |")
+        print(f"| 2 worker processes | {best[2].rate:.3f} | {speedup:.2f} (goal >= {SCALING_GOAL}: "
+              f"{'met' if speedup >= SCALING_GOAL else 'NOT met'}; {speedup / ceiling:.0%} of the ceiling) |")
+        kinds = list(best[1].cpu_ms)
+        print("\nCPU ms per task in the measured window, by process (engine alone: "
+              f"{1000 / engine_best[1]:.1f} ms an image)\n\n| workers | " + " | ".join(kinds) + " | all |")
+        print("|---|" + "---|" * (len(kinds) + 1))
+        for workers, measured in sorted(best.items()):
+            print(f"| {workers} | " + " | ".join(f"{measured.cpu_ms[kind]:.1f}" for kind in kinds)
+                  + f" | {sum(measured.cpu_ms.values()):.1f} |")
 
 
 if __name__ == "__main__":

@@ -180,9 +180,30 @@ def test_camera_noise_strong_beats_weak_and_non_local_means(name):
 
 def test_strong_tiles_match_the_whole_image_and_repeat():
     _, noisy = camera_noisy("coffee")
-    levels = denoise.noise_map(noisy, *denoise.noise_level_function(noisy))
+    levels = denoise.NoiseLevels(*denoise.noise_level_function(noisy))
     whole = denoise.denoise(noisy, levels, StepContext(), tile=1024, nlm_h=8.0)
     tiled = denoise.denoise(noisy, levels, StepContext(), tile=128, nlm_h=8.0)
     assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1
     assert np.mean(whole != tiled) < 0.001
     assert np.array_equal(run(noisy, "strong").bgr, run(noisy, "strong").bgr)
+
+
+def test_noise_levels_of_a_window_equal_the_whole_map_there():
+    _, noisy = camera_noisy("coffee")
+    levels = denoise.NoiseLevels(*denoise.noise_level_function(noisy), scale=0.5)
+    whole = denoise.noise_map(noisy, levels.a, levels.b) * np.float32(0.5)
+    h, w = noisy.shape[:2]
+    for rows, cols in [(slice(0, 40), slice(0, 50)), (slice(100, 300), slice(37, 211)), (slice(h - 9, h), slice(w - 70, w))]:
+        assert np.allclose(levels.of(noisy, rows, cols), whole[rows, cols], rtol=0, atol=1e-5)
+
+
+def test_overwriting_the_input_gives_the_same_pixels_as_a_new_output():
+    """The pipeline lets Denoise write over its input (one frame fewer): the tiles must still read
+    the input's pixels for their context, never a neighbour's result."""
+    _, noisy = camera_noisy("coffee")
+    levels = denoise.NoiseLevels(*denoise.noise_level_function(noisy))
+    expected = denoise.denoise(noisy, levels, StepContext(), tile=128)
+    own = noisy.copy()
+    result = denoise.denoise(own, levels, StepContext(overwrite_input=True), tile=128)
+    assert result is own and np.array_equal(result, expected)
+    assert not np.array_equal(expected, noisy)

@@ -74,6 +74,41 @@ def test_map_strips_matches_a_neighbourhood_filter_only_with_enough_halo(tiny_st
     assert not np.array_equal(map_strips(image, blur, halo=0), blur(image))  # the test can fail
 
 
+def test_map_strips_in_place_reads_only_the_input(tiny_strips):
+    image = tall_photo()
+    blur = lambda pixels: cv2.GaussianBlur(pixels, (21, 21), 3.0)  # noqa: E731 - 10 rows of context
+    own = image.copy()
+    assert map_strips(own, blur, halo=10, in_place=True) is own
+    assert np.array_equal(own, blur(image))
+
+
+@pytest.mark.parametrize("capability, options", [
+    ("EnhanceConfig.ImageQualityEnhance", {"Switch": "ON", "Type": "normal"}),
+    ("EnhanceConfig.ImageQualityEnhance", {"Switch": "ON", "Type": "strong"}),
+    ("EnhanceConfig.FaceEnhance", {"Switch": "ON", "Intensity": 1.0}),
+    ("EnhanceConfig.SharpEnhance", {"Switch": "ON", "Intensity": 1.0}),
+    ("BeautyConfig", {"BeautyEffectItems": [{"Switch": "ON", "Type": kind, "Value": 80}
+                                            for kind in ("sharpen", "smooth", "whiten", "rosy")],
+                      "BeautyFilterItems": [{"Switch": "ON", "Type": "vivid", "Value": 60}]}),
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_steps_that_write_over_their_input_give_the_same_pixels(tiny_strips, capability, options):
+    """The pipeline lets each step write over its input frame (StepContext.overwrite_input); a
+    step doing so must still read the input, not its own partly written result."""
+    spec = next(spec for spec in pipeline.ENHANCE_STEPS if spec.capability == capability)
+    step = pipeline.PlannedStep(spec, options)
+    function = pipeline.load_step(step)
+    image = encoded_and_decoded(cv2.resize(photo("astronaut"), (300, 517)), 40)
+    reference = image.copy()
+    expected = pipeline._run_step(step, function, Frame(image), StepContext()).bgr
+    assert np.array_equal(image, reference) and not np.array_equal(expected, image)
+    result = pipeline._run_step(step, function, Frame(image), StepContext(overwrite_input=True)).bgr
+    assert np.array_equal(result, expected)
+
+
+def encoded_and_decoded(bgr: np.ndarray, quality: int) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(encode(bgr, ".jpg", quality), np.uint8), cv2.IMREAD_COLOR)
+
+
 def test_deblocking_in_strips_is_exact(tiny_strips):
     blocky = cv2.imdecode(np.frombuffer(encode(tall_photo(), ".jpg", 15), np.uint8), cv2.IMREAD_COLOR)
     y = cv2.cvtColor(blocky, cv2.COLOR_BGR2GRAY)

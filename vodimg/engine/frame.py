@@ -54,6 +54,10 @@ class StepContext:
     # The source file's JPEG quality estimated from its quantisation tables (codec.decode), 100
     # for lossless sources: steps that adapt to compression (super-resolution) read it.
     source_quality: int = 100
+    # The input frame's pixels are the step's to overwrite: the pipeline has no further use for
+    # them, so a step may write its result there instead of holding a second full-size frame.
+    # False for any other caller, whose input must stay as it was.
+    overwrite_input: bool = False
 
     def check_deadline(self) -> None:
         if time.monotonic() > self.deadline:
@@ -81,19 +85,45 @@ def row_strips(height: int, halo: int, rows: int = STRIP_ROWS) -> list[tuple[sli
     return result
 
 
+class DelayedRows:
+    """Writes bands of rows into ``out`` one band late, so that ``out`` may be the very image the
+    bands are computed from: a band is written only once the next band, which reads into it for
+    context, has been computed. Bands come top to bottom, and each band's context must not reach
+    past the band before it."""
+
+    def __init__(self, out: np.ndarray):
+        self.out = out
+        self._pending: tuple[slice, np.ndarray] | None = None
+
+    def put(self, rows: slice, pixels: np.ndarray) -> None:
+        self.flush()
+        self._pending = (rows, pixels)
+
+    def flush(self) -> None:
+        if self._pending is not None:
+            rows, pixels = self._pending
+            self.out[rows] = pixels
+            self._pending = None
+
+
 def map_strips(pixels: np.ndarray, function: Callable[[np.ndarray], np.ndarray], halo: int,
-               rows: int | None = None) -> np.ndarray:
+               rows: int | None = None, in_place: bool = False) -> np.ndarray:
     """``function(pixels)`` computed strip by strip into one output array: the same result when
     each output pixel depends only on input pixels at most ``halo`` rows away (and on nothing
-    global), with the temporaries of one strip instead of the whole image's."""
+    global), with the temporaries of one strip instead of the whole image's. ``in_place``: the
+    output array is ``pixels`` itself (its old values are not needed afterwards)."""
     height = pixels.shape[0]
-    rows = rows or strip_rows(pixels.shape[1])
+    rows = max(rows or strip_rows(pixels.shape[1]), halo)  # a strip's halo reaches one strip only
     if height <= rows + 2 * halo:
-        return function(pixels)
-    out = np.empty_like(pixels)
+        if not in_place:
+            return function(pixels)
+        pixels[...] = function(pixels)
+        return pixels
+    writer = DelayedRows(pixels if in_place else np.empty_like(pixels))
     for read, write, keep in row_strips(height, halo, rows):
-        out[write] = function(pixels[read])[keep]
-    return out
+        writer.put(write, function(pixels[read])[keep])
+    writer.flush()
+    return writer.out
 
 
 def to_planes(bgr: np.ndarray, code: int) -> list[np.ndarray]:
@@ -107,9 +137,10 @@ def to_planes(bgr: np.ndarray, code: int) -> list[np.ndarray]:
     return planes
 
 
-def from_planes(planes: list[np.ndarray], code: int) -> np.ndarray:
-    """``cv2.cvtColor(cv2.merge(planes), code)``, strip by strip."""
-    out = np.empty((*planes[0].shape, 3), np.uint8)
+def from_planes(planes: list[np.ndarray], code: int, out: np.ndarray | None = None) -> np.ndarray:
+    """``cv2.cvtColor(cv2.merge(planes), code)``, strip by strip, into ``out`` if given (a uint8
+    HxWx3 array whose values are not needed any more)."""
+    out = np.empty((*planes[0].shape, 3), np.uint8) if out is None else out
     for _, rows, _ in strips_of(planes[0]):
         out[rows] = cv2.cvtColor(cv2.merge([plane[rows] for plane in planes]), code)
     return out

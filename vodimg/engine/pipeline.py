@@ -7,6 +7,7 @@ or sharpened, and cut-out sees the finished picture.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import time
@@ -31,10 +32,11 @@ class StepSpec:
     weight: float  # share of the progress bar, roughly its cost
     switch_default: str = "OFF"  # the spec's default for a Switch left out of a given object
     function: str = "apply"  # the module's entry point for this capability
-    # Peak working memory while the step runs, input and output frames included: ``memory``
-    # bytes per pixel (of the larger of input and output; a BGR frame is 3) plus ``memory_fixed``
-    # bytes (a network's own buffers). Peak RSS measured on 1500x1500 to 7071x7071 inputs
-    # (docs/engine.md, "Limits"), rounded up; vodimg/engine/memory.py estimates from these.
+    # Peak working memory while the step runs, input and output frames included (a step that
+    # writes over its input, as the pipeline allows, holds one): ``memory`` bytes per pixel (of
+    # the larger of input and output; a BGR frame is 3) plus ``memory_fixed`` bytes (a network's
+    # own buffers, what its first run loads). Fitted to peak RSS on 1500x1500 to 3500x3500 inputs
+    # (``python -m bench.memory --steps``), rounded up; vodimg/engine/memory.py estimates from these.
     memory: float = 12.0
     memory_fixed: int = 0
     # Set when each output pixel depends only on input pixels at most this many rows away and on
@@ -46,19 +48,21 @@ class StepSpec:
 # The order the steps run in. A capability runs only when its object is given and its Switch
 # (or, for ones whose spec default is ON, a missing Switch) is ON.
 ENHANCE_STEPS = (
-    StepSpec("lowlight", "EnhanceConfig.LowLightEnhance", 3, memory=8),
-    StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON", memory=14, memory_fixed=150 * MB),
+    StepSpec("lowlight", "EnhanceConfig.LowLightEnhance", 3, memory=5, memory_fixed=16 * MB),
+    StepSpec("denoise", "EnhanceConfig.Denoise", 10, switch_default="ON", memory=4, memory_fixed=160 * MB),
     StepSpec("superres", "EnhanceConfig.SuperResolution", 60, memory=6, memory_fixed=50 * MB),
     StepSpec("superres", "EnhanceConfig.AdvancedSuperResolution", 60, "ON", "apply_advanced",
              memory=20, memory_fixed=50 * MB),
-    StepSpec("quality", "EnhanceConfig.ImageQualityEnhance", 8, memory=12),
-    StepSpec("face", "EnhanceConfig.FaceEnhance", 8, memory=10, memory_fixed=50 * MB),
+    # strong's fixed part is its waifu2x model and ncnn's buffers
+    StepSpec("quality", "EnhanceConfig.ImageQualityEnhance", 8, memory=9, memory_fixed=200 * MB),
+    StepSpec("face", "EnhanceConfig.FaceEnhance", 8, memory=5, memory_fixed=50 * MB),
     # per pixel (HSV curves)
-    StepSpec("color", "EnhanceConfig.ColorEnhance", 2, memory=8, halo=0),
+    StepSpec("color", "EnhanceConfig.ColorEnhance", 2, memory=4, memory_fixed=16 * MB, halo=0),
     # Gaussians of sigma 1 and 3 (9 rows each side for 8-bit) and a 3x3 min/max of luma
-    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2, memory=8, halo=10),
-    StepSpec("beauty", "BeautyConfig", 5, memory=15),
-    StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON", memory=22, memory_fixed=200 * MB),
+    StepSpec("sharpen", "EnhanceConfig.SharpEnhance", 2, memory=4, memory_fixed=16 * MB, halo=10),
+    StepSpec("beauty", "BeautyConfig", 5, memory=10, memory_fixed=50 * MB),
+    # fixed: U2-Net-p's activations at its 320x320 input, about 325 MB
+    StepSpec("cutout", "AiCutOutConfig", 20, switch_default="ON", memory=9, memory_fixed=330 * MB),
 )
 DECODE_WEIGHT, ENCODE_WEIGHT = 2.0, 3.0
 
@@ -165,6 +169,7 @@ def run(
             progress=tracker.for_unit(index),
             max_output_pixels=limits.max_output_pixels,
             source_quality=source_quality,
+            overwrite_input=True,  # the loop keeps only what the step returns
         )
         frame = _checked(_run_step(step, function, frame, ctx), step.spec)
         memory.release_free_memory()
@@ -179,10 +184,13 @@ def run(
 
 
 def _run_step(step: PlannedStep, function, frame: Frame, ctx: StepContext) -> Frame:
-    """The step on the whole frame, or strip by strip when it is local (``StepSpec.halo``)."""
+    """The step on the whole frame, or strip by strip when it is local (``StepSpec.halo``): then
+    the strips, which overlap, are each the step's input only to read."""
     if step.spec.halo is None:
         return function(frame, step.options, ctx)
-    bgr = map_strips(frame.bgr, lambda strip: function(Frame(strip), step.options, ctx).bgr, step.spec.halo)
+    strip_ctx = dataclasses.replace(ctx, overwrite_input=False)
+    bgr = map_strips(frame.bgr, lambda strip: function(Frame(strip), step.options, strip_ctx).bgr,
+                     step.spec.halo, in_place=ctx.overwrite_input)
     return Frame(bgr, frame.alpha)
 
 

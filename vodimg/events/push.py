@@ -80,6 +80,21 @@ def retry_delay(settings: PushSettings, attempts: int) -> float:
     return min(settings.max_retry_seconds, settings.first_retry_seconds * 2 ** exponent)
 
 
+def _lease_statement() -> sa.Executable:
+    """Lease the due events of PUSH applications (bind parameters: now, token, lease_until,
+    limit): a fresh handle (token + seq), ready again after the lease, one more attempt."""
+    due = (sa.select(events.c.seq)
+           .select_from(events.join(event_config, event_config.c.sub_app_id == events.c.sub_app_id))
+           .where(event_config.c.mode == PUSH, event_config.c.notification_url != "",
+                  events.c.ready_at_ms <= sa.bindparam("now", type_=sa.BigInteger))
+           .order_by(events.c.ready_at_ms, events.c.seq).limit(sa.bindparam("limit", type_=sa.Integer))
+           .with_for_update(skip_locked=True, of=events).correlate(None))
+    return (events.update().where(events.c.seq.in_(due.scalar_subquery()))
+            .values(handle=sa.bindparam("token", type_=sa.String) + sa.cast(events.c.seq, sa.String),
+                    ready_at_ms=sa.bindparam("lease_until", type_=sa.BigInteger), attempts=events.c.attempts + 1)
+            .returning(events.c.seq, events.c.sub_app_id, events.c.handle, events.c.attempts, events.c.content))
+
+
 class PushDelivery:
     def __init__(self, db: Database, url_policy: UrlPolicy, settings: PushSettings = PushSettings(),
                  signal: EventSignal = SIGNAL):
@@ -89,6 +104,7 @@ class PushDelivery:
         self._signal = signal
         listen_for_events(db, signal)
         self._lease_ms = int(settings.timeout_seconds * 1000) + LEASE_MARGIN_MS
+        self._lease = db.compile(_lease_statement())
         self._stopping = threading.Event()
         self._grace = 0.0
         self._thread: threading.Thread | None = None
@@ -192,28 +208,20 @@ class PushDelivery:
     # -- the database -------------------------------------------------------------------------------
 
     def _claim(self, limit: int) -> list[_Delivery]:
+        """Lease up to ``limit`` due events of PUSH applications. Runs on every wake-up, also for
+        the events of PULL applications, so it is one statement compiled once, in one round trip."""
         now = now_ms()
-        token = secrets.token_hex(16)
-        due = (sa.select(events.c.seq)
-               .select_from(events.join(event_config, event_config.c.sub_app_id == events.c.sub_app_id))
-               .where(event_config.c.mode == PUSH, event_config.c.notification_url != "",
-                      events.c.ready_at_ms <= now)
-               .order_by(events.c.ready_at_ms, events.c.seq).limit(limit)
-               .with_for_update(skip_locked=True, of=events).correlate(None))
-        lease = (events.update().where(events.c.seq.in_(due.scalar_subquery()))
-                 .values(handle=sa.literal(token, sa.String) + sa.cast(events.c.seq, sa.String),
-                         ready_at_ms=now + self._lease_ms, attempts=events.c.attempts + 1)
-                 .returning(events.c.seq, events.c.sub_app_id, events.c.handle, events.c.attempts,
-                            events.c.content))
-        with self._db.write() as conn:
-            rows = conn.execute(lease).all()
-            if not rows:
-                return []
+        params = {"now": now, "token": secrets.token_hex(16), "lease_until": now + self._lease_ms, "limit": limit}
+        with self._db.single_write() as cursor:
+            rows = self._lease.run(cursor, params).fetchall()
+        if not rows:
+            return []
+        with self._db.read() as conn:
             targets = {row.sub_app_id: (row.notification_url, row.sign_key) for row in conn.execute(
                 sa.select(event_config.c.sub_app_id, event_config.c.notification_url, event_config.c.sign_key)
-                .where(event_config.c.sub_app_id.in_({row.sub_app_id for row in rows})))}
-        return [_Delivery(row.seq, row.handle, row.attempts, row.content, *targets[row.sub_app_id])
-                for row in sorted(rows, key=lambda row: row.seq)]
+                .where(event_config.c.sub_app_id.in_({sub_app_id for _, sub_app_id, *_ in rows})))}
+        return [_Delivery(seq, handle, attempts, content, *targets[sub_app_id])
+                for seq, sub_app_id, handle, attempts, content in sorted(rows)]
 
     def _held(self, delivery: _Delivery):
         return sa.and_(events.c.seq == delivery.seq, events.c.handle == delivery.token)

@@ -44,21 +44,21 @@ ROSY_MAX = (0.0, -0.03, 0.08)  # B, G, R relative gain at Value 100
 def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     effects = _items(options, "BeautyEffectItems", "effect", BEAUTY_EFFECT_TYPES)
     filters = _items(options, "BeautyFilterItems", "filter", BEAUTY_FILTER_TYPES)
-    bgr = frame.bgr
-    mask = None
+    effects = [(kind, strength) for kind, strength in effects if strength > 0.0]
+    # the skin mask is the input's, whatever the effects before a skin effect did
+    mask = skin.skin_mask(frame.bgr) if any(kind in _SKIN_EFFECTS for kind, _ in effects) else None
+    bgr, owned = frame.bgr, ctx.overwrite_input  # owned: each effect may write over ``bgr``
     for kind, strength in effects:
-        if strength <= 0.0:
-            continue
         if kind == "sharpen":  # as SharpEnhance (pipeline.ENHANCE_STEPS): 10 rows of context
-            bgr = map_strips(bgr, lambda strip: sharpen(strip, MAX_AMOUNT * strength), halo=10)
-            continue
-        if mask is None:
-            mask = skin.skin_mask(frame.bgr)
-        bgr = _SKIN_EFFECTS[kind](bgr, mask, strength)
+            bgr = map_strips(bgr, lambda strip: sharpen(strip, MAX_AMOUNT * strength), halo=10, in_place=owned)
+        else:
+            bgr = _SKIN_EFFECTS[kind](bgr, mask, strength, in_place=owned)
+        owned = True
         ctx.check_deadline()
     for kind, strength in filters:
         if strength > 0.0:
-            bgr = apply_filter(bgr, kind, strength)
+            bgr = apply_filter(bgr, kind, strength, in_place=owned)
+            owned = True
     return frame if bgr is frame.bgr else Frame(bgr=bgr, alpha=frame.alpha)
 
 
@@ -88,34 +88,35 @@ def _items(options: dict, member: str, noun: str, known: frozenset) -> list[tupl
 # ---- skin effects: each blends an adjusted image into the skin mask by ``strength``
 
 
-def _blend(bgr: np.ndarray, adjusted, weight: np.ndarray, scale: float = 1.0) -> np.ndarray:
+def _blend(bgr: np.ndarray, adjusted, weight: np.ndarray, scale: float = 1.0, in_place: bool = False) -> np.ndarray:
     """bgr + weight * scale * (adjusted - bgr), weight float32 H x W in 0..1; ``adjusted(rows)``
-    gives the adjusted image's rows. Strip by strip: full-size temporaries are never made."""
-    out = np.empty_like(bgr)
+    gives the adjusted image's rows from those rows of ``bgr`` alone (so ``in_place``, into
+    ``bgr``, is safe). Strip by strip: full-size temporaries are never made."""
+    out = bgr if in_place else np.empty_like(bgr)
     for _, rows, _ in strips_of(bgr):
         strip_weight = weight[rows] * scale if scale != 1.0 else weight[rows]
         out[rows] = cv2.blendLinear(bgr[rows], adjusted(rows), 1.0 - strip_weight, strip_weight)
     return out
 
 
-def smooth(bgr: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
+def smooth(bgr: np.ndarray, mask: np.ndarray, strength: float, in_place: bool = False) -> np.ndarray:
     h, w = bgr.shape[:2]
     scale = min(1.0, SMOOTH_SIDE / max(h, w))
     work = cv2.resize(bgr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     # a wide colour range flattens freckles and pores; the skin mask keeps features out
     smoothed = cv2.bilateralFilter(work, -1, 25.0 + 45.0 * strength, 2.0 + 1.0 * strength)
     if scale == 1.0:
-        return _blend(bgr, lambda rows: smoothed[rows], mask, SMOOTH_MAX_BLEND * strength)
+        return _blend(bgr, lambda rows: smoothed[rows], mask, SMOOTH_MAX_BLEND * strength, in_place)
     # only the change is scaled back up (full-resolution edges stay where they are), a strip at a
     # time: the full-size change is never held
     change = RowUpscaler(cv2.subtract(smoothed, work, dtype=cv2.CV_32F), w, h)
     return _blend(bgr, lambda rows: cv2.add(bgr[rows], change.rows(rows), dtype=cv2.CV_8U),
-                  mask, SMOOTH_MAX_BLEND * strength)
+                  mask, SMOOTH_MAX_BLEND * strength, in_place)
 
 
-def whiten(bgr: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
+def whiten(bgr: np.ndarray, mask: np.ndarray, strength: float, in_place: bool = False) -> np.ndarray:
     curve = _whiten_curve(strength)
-    return _blend(bgr, lambda rows: cv2.LUT(bgr[rows], curve), mask)
+    return _blend(bgr, lambda rows: cv2.LUT(bgr[rows], curve), mask, in_place=in_place)
 
 
 def _whiten_curve(strength: float) -> np.ndarray:
@@ -125,11 +126,11 @@ def _whiten_curve(strength: float) -> np.ndarray:
     return np.rint(np.log1p(bend * x) / np.log1p(bend) * 255.0).astype(np.uint8)
 
 
-def rosy(bgr: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
+def rosy(bgr: np.ndarray, mask: np.ndarray, strength: float, in_place: bool = False) -> np.ndarray:
     x = np.arange(256, dtype=np.float64)
     curves = [np.clip(np.rint(x * (1.0 + g * strength)), 0, 255) for g in ROSY_MAX]
     lut = np.stack(curves, axis=-1).astype(np.uint8).reshape(256, 1, 3)
-    return _blend(bgr, lambda rows: cv2.LUT(bgr[rows], lut), mask)
+    return _blend(bgr, lambda rows: cv2.LUT(bgr[rows], lut), mask, in_place=in_place)
 
 
 _SKIN_EFFECTS = {"smooth": smooth, "whiten": whiten, "rosy": rosy}
@@ -167,7 +168,7 @@ LOOKS = {  # name: (matrix, (R curve, G curve, B curve)), curves map 0..1 -> 0..
 }
 
 
-def apply_filter(bgr: np.ndarray, kind: str, strength: float) -> np.ndarray:
+def apply_filter(bgr: np.ndarray, kind: str, strength: float, in_place: bool = False) -> np.ndarray:
     """The look ``kind`` at ``strength`` 0..1: matrix and curves both interpolated from identity."""
     matrix, curves = LOOKS[kind]
     matrix = np.eye(3) + strength * (matrix - np.eye(3))
@@ -178,4 +179,4 @@ def apply_filter(bgr: np.ndarray, kind: str, strength: float) -> np.ndarray:
     def look(strip: np.ndarray) -> np.ndarray:  # per pixel: strips give the same result
         return cv2.LUT(strip if transform is None else cv2.transform(strip, transform), lut)
 
-    return map_strips(bgr, look, halo=0)
+    return map_strips(bgr, look, halo=0, in_place=in_place)

@@ -80,7 +80,7 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     faces = detect_faces(frame.bgr, max_side=DETECT_MAX_SIDE)
     if not faces:
         return frame
-    out = frame.bgr.copy()
+    out = frame.bgr if ctx.overwrite_input else frame.bgr.copy()
     for index, face in enumerate(faces):
         ctx.check_deadline()
         enhance_face(out, face, intensity)

@@ -33,7 +33,7 @@ import numpy as np
 
 from vodimg.engine import ncnn_model
 from vodimg.engine.steps import chosen_type
-from vodimg.engine.frame import Frame, StepContext, from_planes, map_strips, to_planes
+from vodimg.engine.frame import DelayedRows, Frame, StepContext, from_planes, map_strips, strips_of, to_planes
 from vodimg.engine.steps.sharpen import sharpen_luma
 
 DEFAULT_TYPE = "weak"
@@ -84,15 +84,12 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
 
 def enhance(bgr: np.ndarray, strength: Strength, ctx: StepContext | None = None) -> np.ndarray:
     ctx = ctx or StepContext()
+    owned = ctx.overwrite_input  # whether ``bgr``'s pixels may hold the result
     if strength.learned:
         share = learned_share(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
         if share > 0.0:
-            restored = learned_artefact_removal(bgr, ctx)
-            if share < 1.0:  # blend towards the input, in place (large images: no temporaries)
-                np.subtract(restored, bgr, out=restored)
-                restored *= share
-                np.add(restored, bgr, out=restored)
-            bgr = np.clip(np.rint(restored, out=restored), 0, 255, out=restored).astype(np.uint8)
+            bgr = learned_artefact_removal(bgr, ctx, share, in_place=owned)
+            owned = True
             if share == 1.0 and artefact_level(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)) < RESIDUAL_LEVEL:
                 return bgr  # the classical removal would cost 0.05-0.2 dB here (YCrCb round trip)
             strength = _scaled(strength, 1.0 - share)
@@ -101,15 +98,16 @@ def enhance(bgr: np.ndarray, strength: Strength, ctx: StepContext | None = None)
     if level > 0.0:
         # in strips of whole 8-row blocks with one block of context: the same result
         threshold = strength.deblock_threshold * level
-        y = map_strips(y, lambda rows: deblock(rows, threshold), halo=BLOCK, rows=64 * BLOCK)
-        y = cv2.bilateralFilter(y, 5, strength.luma_sigma * level, 2.0)
+        y = map_strips(y, lambda rows: deblock(rows, threshold), halo=BLOCK, rows=64 * BLOCK, in_place=True)
+        luma_sigma = strength.luma_sigma * level  # a 5 px bilateral filter: 2 rows of context
+        y = map_strips(y, lambda rows: cv2.bilateralFilter(rows, 5, luma_sigma, 2.0), halo=2, in_place=True)
         cr = _smooth_chroma(cr, strength.chroma_sigma * level)
         cb = _smooth_chroma(cb, strength.chroma_sigma * level)
     detail = strength.detail * (1.0 - DETAIL_HELD_BACK * level)  # don't re-sharpen block edges
-    if detail > 0.0:
-        y = sharpen_luma(y, detail)
+    if detail > 0.0:  # in strips with SharpEnhance's context (pipeline.ENHANCE_STEPS): 10 rows
+        y = map_strips(y, lambda rows: sharpen_luma(rows, detail), halo=10, in_place=True)
     y = local_contrast(y, strength.clahe_clip, strength.clahe_share)
-    return from_planes([y, cr, cb], cv2.COLOR_YCrCb2BGR)
+    return from_planes([y, cr, cb], cv2.COLOR_YCrCb2BGR, out=bgr if owned else None)
 
 
 def learned_share(gray: np.ndarray) -> float:
@@ -118,27 +116,42 @@ def learned_share(gray: np.ndarray) -> float:
     return float(np.clip((blockiness(gray) - LEARNED_FROM) / (LEARNED_FULL - LEARNED_FROM), 0.0, 1.0))
 
 
-def learned_artefact_removal(bgr: np.ndarray, ctx: StepContext, band_rows: int = LEARNED_BAND_ROWS) -> np.ndarray:
+def learned_artefact_removal(bgr: np.ndarray, ctx: StepContext, share: float = 1.0,
+                             band_rows: int = LEARNED_BAND_ROWS, in_place: bool = False) -> np.ndarray:
     """waifu2x photo x2 with its JPEG-trained denoiser, area-averaged back to the input size; the
-    mean of the runs on the image and on its mirror image (test-time augmentation, +0.02-0.06 dB).
-    Float32 BGR. Run in bands of ``band_rows`` rows, each with LEARNED_CONTEXT rows of context, so
-    the x2 image never exists whole (memory stays about the input's size); bands join without
-    seams (within a level's rounding, like waifu2x's own tiles)."""
+    mean of the runs on the image and on its mirror image (test-time augmentation, +0.02-0.06 dB),
+    blended with the input at ``share`` (1: all of it). uint8 BGR, into ``bgr`` itself with
+    ``in_place``. Run in bands of ``band_rows`` rows, each with LEARNED_CONTEXT rows of context
+    (both runs of a band, then its rounding), so neither the x2 image nor a float copy of the image
+    ever exists whole; bands join without seams (within a level's rounding, like waifu2x's own
+    tiles)."""
     model = ncnn_model.load_model(ncnn_model.waifu2x_photo(LEARNED_NOISE_LEVEL))
     h, w = bgr.shape[:2]
-    out = np.zeros((h, w, 3), np.float32)
     bands = ncnn_model.tile_grid(h, band_rows)
-    for index, image in enumerate((bgr, np.ascontiguousarray(bgr[:, ::-1]))):
-        for done, (y0, y1) in enumerate(bands):
-            ctx.check_deadline()
-            top, bottom = max(0, y0 - LEARNED_CONTEXT), min(h, y1 + LEARNED_CONTEXT)
-            upscaled = ncnn_model.run_tiled(model, image[top:bottom], LEARNED_TILE)
-            core = upscaled[2 * (y0 - top) : 2 * (y1 - top)]
-            half = cv2.resize(core, (w, y1 - y0), interpolation=cv2.INTER_AREA).astype(np.float32)
-            out[y0:y1] += half if index == 0 else half[:, ::-1]
-            ctx.progress((index * len(bands) + done + 1) / (2 * len(bands)))
-    out *= 0.5
-    return out
+    writer = DelayedRows(bgr if in_place else np.empty_like(bgr))  # the next band reads context here
+    for done, (y0, y1) in enumerate(bands):
+        ctx.check_deadline()
+        top, bottom = max(0, y0 - LEARNED_CONTEXT), min(h, y1 + LEARNED_CONTEXT)
+        context = bgr[top:bottom]
+        mean = _restored_half(model, context, y0 - top, y1 - top, w)
+        mean += _restored_half(model, np.ascontiguousarray(context[:, ::-1]), y0 - top, y1 - top, w)[:, ::-1]
+        mean *= 0.5
+        if share < 1.0:  # blend towards the input
+            original = bgr[y0:y1]
+            np.subtract(mean, original, out=mean)
+            mean *= share
+            np.add(mean, original, out=mean)
+        writer.put(slice(y0, y1), np.clip(np.rint(mean, out=mean), 0, 255, out=mean).astype(np.uint8))
+        ctx.progress((done + 1) / len(bands))
+    writer.flush()
+    return writer.out
+
+
+def _restored_half(model, context: np.ndarray, start: int, stop: int, width: int) -> np.ndarray:
+    """Rows ``start:stop`` of the x2 run on ``context``, area-averaged back to ``width``, float32."""
+    upscaled = ncnn_model.run_tiled(model, context, LEARNED_TILE)
+    core = upscaled[2 * start : 2 * stop]
+    return cv2.resize(core, (width, stop - start), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def _scaled(strength: Strength, keep: float) -> Strength:
@@ -153,17 +166,22 @@ def blockiness(gray: np.ndarray) -> float:
     """Mean absolute step across 8x8 block boundaries over the mean step elsewhere.
 
     About 1.0 for an image without a block grid; a JPEG at quality 90 measures about 1.05, at
-    quality 50 about 1.3-1.5, at quality 10-20 about 1.7-3.2.
+    quality 50 about 1.3-1.5, at quality 10-20 about 1.7-3.2. Summed strip by strip (the steps
+    of a whole image would cost two thirds of a frame).
     """
-    if min(gray.shape[:2]) <= BLOCK:
+    h, w = gray.shape[:2]
+    if min(h, w) <= BLOCK:
         return 1.0
-    dx = cv2.absdiff(gray[:, 1:], gray[:, :-1])
-    dy = cv2.absdiff(gray[1:, :], gray[:-1, :])
-    across_x, across_y = dx[:, BLOCK - 1 :: BLOCK], dy[BLOCK - 1 :: BLOCK, :]
-    n_across = across_x.size + across_y.size
-    n_within = dx.size + dy.size - n_across
-    across = float(across_x.sum(dtype=np.int64) + across_y.sum(dtype=np.int64))
-    total = cv2.sumElems(dx)[0] + cv2.sumElems(dy)[0]
+    across, total = 0, 0
+    for _, rows, _ in strips_of(gray):
+        dx = cv2.absdiff(gray[rows, 1:], gray[rows, :-1])  # steps to the right
+        below = slice(rows.start + 1, min(rows.stop + 1, h))  # steps down from each row
+        dy = cv2.absdiff(gray[below], gray[rows.start : below.stop - 1])
+        first_across = (BLOCK - 1 - rows.start) % BLOCK  # the first row of dy at a block boundary
+        across += int(dx[:, BLOCK - 1 :: BLOCK].sum(dtype=np.int64)) + int(dy[first_across::BLOCK].sum(dtype=np.int64))
+        total += int(cv2.sumElems(dx)[0]) + int(cv2.sumElems(dy)[0])
+    n_across = h * len(range(BLOCK - 1, w - 1, BLOCK)) + w * len(range(BLOCK - 1, h - 1, BLOCK))
+    n_within = h * (w - 1) + (h - 1) * w - n_across
     return (across / n_across) / max((total - across) / n_within, 1e-6)
 
 
@@ -228,4 +246,4 @@ def _smooth_chroma(c: np.ndarray, sigma: float) -> np.ndarray:
 def local_contrast(y: np.ndarray, clip: float, share: float) -> np.ndarray:
     """CLAHE on 8x8 tiles with a low clip limit, blended in by ``share``."""
     equalised = cv2.createCLAHE(clipLimit=clip, tileGridSize=(8, 8)).apply(y)
-    return cv2.addWeighted(y, 1.0 - share, equalised, share, 0.0)
+    return cv2.addWeighted(y, 1.0 - share, equalised, share, 0.0, dst=equalised)
