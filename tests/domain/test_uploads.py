@@ -3,6 +3,8 @@ COS protocol itself is tested end to end in tests/e2e/test_media_sdk.py)."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -106,3 +108,44 @@ def test_a_body_over_the_limit_stops_while_streaming(services, app):
         services.cos_uploads.put_object(_session(services, applied), endless(), None)
     assert refused.value.code == "EntityTooLarge" and _keys(services) == []
     assert len(sent) * 65536 <= services.max_input_bytes + 65536  # read no further than the limit
+
+
+@pytest.mark.postgres
+def test_two_uploads_of_one_part_at_once_both_succeed_and_the_later_wins(postgres_url, tmp_path):
+    """On PostgreSQL the second upload's insert meets the first's uncommitted row: once that
+    commits, the second is recorded over it (no error), and the replaced part's object goes."""
+    from vodimg.storage import Database
+
+    database = Database(postgres_url)
+    database.migrate()
+    try:
+        settings = Settings.from_env_and_args(None, env={})
+        settings.data_dir = tmp_path / "data"
+        services = build_services(settings, database)
+        app = AccountService(database).create_account()["SubAppId"]
+        session = _session(services, services.library.apply(app, {"MediaType": "png"}))
+        cos = services.cos_uploads
+        upload_id = cos.initiate(session)
+        first_key = f"{session.prefix}parts/{upload_id}/1-first"
+        services.store.put(first_key, b"first" * 300)
+        outcome = {}
+
+        def second_upload() -> None:
+            try:
+                outcome["etag"] = cos.upload_part(session, upload_id, 1, [b"second" * 300], None)
+            except Exception as error:  # noqa: BLE001 - the test reports it
+                outcome["error"] = error
+
+        with database.write() as conn:  # the first upload's transaction, not yet committed
+            conn.execute(multipart_parts.insert().values(upload_id=upload_id, part_number=1, object_key=first_key,
+                                                         size=1500, etag="0" * 32, created_ms=0))
+            thread = threading.Thread(target=second_upload)
+            thread.start()
+            time.sleep(0.5)  # the second upload now waits on the first's row
+        thread.join(10)
+        assert "error" not in outcome, outcome
+        [part] = cos.list_parts(session, upload_id)
+        assert part.etag == outcome["etag"] == hashlib.md5(b"second" * 300).hexdigest()
+        assert first_key not in _keys(services)
+    finally:
+        database.dispose()

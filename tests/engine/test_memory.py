@@ -3,13 +3,16 @@ that keep working memory down giving the same pixels as whole-image passes."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import cv2
 import numpy as np
 import pytest
 
-from tests.engine.images import darkened, encode, photo
+from tests.engine.images import darkened, encode, photo, with_gaussian_noise
 from vodimg.engine import LimitExceeded, Limits, codec, frame, memory, pipeline, process_image
 from vodimg.engine.frame import Frame, RowUpscaler, StepContext, map_strips
 from vodimg.engine.steps import beauty, lowlight, quality
@@ -183,3 +186,42 @@ def test_memory_limit_setting():
     for bad in ("0", "-1", "1.5", "lots"):
         with pytest.raises(ValueError, match="max_memory_bytes|VODIMG_MAX_MEMORY_BYTES"):
             Limits.from_env({"VODIMG_MAX_MEMORY_BYTES": bad})
+
+
+PEAK_CHILD = r"""
+import json, os, sys
+for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[name] = "1"
+from vodimg.engine import Limits, process_image
+def status(key):
+    return [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key)][0]
+data, warm = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+peaks = []
+for configure in json.loads(sys.argv[3]):
+    process_image(warm, configure)  # the libraries and models: not the image's memory
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # VmHWM back to the current RSS
+    before = status("VmRSS")
+    process_image(data, configure, Limits(max_memory_bytes=2**40))
+    peaks.append(status("VmHWM") - before)
+print(json.dumps(peaks))
+"""
+
+
+def test_the_estimate_covers_the_measured_peak_of_the_heaviest_steps(tmp_path):
+    """The memory limit refuses by the estimate, so the estimate must not be below what the steps
+    really take: peak RSS of a fresh process on a noisy 4 MP photo (Denoise runs), each template
+    after a warm-up on a small image."""
+    noisy = with_gaussian_noise(cv2.resize(photo("astronaut"), (2000, 2000)), 15, seed=1)
+    (tmp_path / "image.png").write_bytes(encode(noisy, ".png"))
+    (tmp_path / "warm.png").write_bytes(encode(noisy[:200, :200], ".png"))
+    templates = [{"EnhanceConfig": {"Denoise": {"Switch": "ON", "Type": "weak"}}},
+                 {"EnhanceConfig": {"ImageQualityEnhance": {"Switch": "ON", "Type": "normal"}}},
+                 SEED_WITHOUT_SR]
+    done = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(tmp_path / "image.png"), str(tmp_path / "warm.png"),
+                           json.dumps(templates)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = (tmp_path / "image.png").read_bytes()
+    for configure, peak in zip(templates, json.loads(done.stdout)):
+        estimate = memory.estimate_for_bytes(data, configure)
+        assert peak <= estimate, (configure, peak / MB, estimate / MB)

@@ -323,17 +323,29 @@ class CosUploads:
             raise CosError("InvalidArgument", f"partNumber must be from 1 to {MAX_PART_NUMBER}.")
         key = f"{session.prefix}parts/{upload_id}/{number}-{secrets.token_hex(8)}"
         stored = self._stream(key, chunks, self.max_input_bytes, _expected_md5(content_md5))
-        with self._db.write() as conn:
-            previous = conn.execute(sa.select(multipart_parts.c.object_key).where(
-                multipart_parts.c.upload_id == upload_id, multipart_parts.c.part_number == number)).scalar()
-            conn.execute(multipart_parts.delete().where(
-                multipart_parts.c.upload_id == upload_id, multipart_parts.c.part_number == number))
-            conn.execute(multipart_parts.insert().values(
-                upload_id=upload_id, part_number=number, object_key=key, size=stored.size, etag=stored.md5,
-                created_ms=now_ms()))
+        previous = self._record_part(upload_id, number, key, stored)
         if previous:
             self._store.delete(previous)
         return stored.md5
+
+    def _record_part(self, upload_id: str, number: int, key: str, stored) -> str | None:
+        """Make ``key`` the part's object; the object key it replaces, if any. Two uploads of one
+        part at once (PostgreSQL): the second's insert meets the first's row once that commits,
+        and is tried again over it, so the later upload wins, as in COS."""
+        for attempt in range(3):
+            try:
+                with self._db.write() as conn:
+                    held = (multipart_parts.c.upload_id == upload_id, multipart_parts.c.part_number == number)
+                    previous = conn.execute(sa.select(multipart_parts.c.object_key).where(*held)).scalar()
+                    conn.execute(multipart_parts.delete().where(*held))
+                    conn.execute(multipart_parts.insert().values(
+                        upload_id=upload_id, part_number=number, object_key=key, size=stored.size,
+                        etag=stored.md5, created_ms=now_ms()))
+                return previous
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+        return None
 
     def list_parts(self, session: UploadSession, upload_id: str) -> list[Part]:
         self._check_upload(session, upload_id)

@@ -5,7 +5,7 @@ The estimate is the largest of: decoding (bytes per pixel of the decoder path), 
 (its ``StepSpec.memory`` bytes per pixel of the larger of its input and output, so super-resolution
 counts at its output size, plus its ``memory_fixed``) and encoding; an alpha plane adds its byte
 per pixel throughout. The
-figures are peak RSS above the imports of a fresh process, measured by ``python -m bench.memory``
+figures are peak RSS above the imports of a fresh process, measured by ``python -m bench.memory --steps``
 and rounded up, so the estimate errs on the high side. It covers the image, not the process (the
 interpreter, libraries and loaded models, about 50-200 MB, come on top): what the limit bounds is
 what one hostile header can make a worker allocate.
