@@ -122,11 +122,15 @@ def test_the_reaper_finishes_a_task_with_70000_after_the_last_attempt(services, 
     maintenance = Maintenance(services.database, services.store, services.queue,
                               {"ProcessImageAsync": runner}, session_window_ms=1000)
     task_id = _submit(services, app)
+    output = f"outputs/{app}/{task_id}.jpg"  # stored by an attempt that died before its FINISH
     for attempt in range(1, MAX_ATTEMPTS + 1):
         task = services.queue.claim("dies", "2026-01-01T00:00:00Z")
         assert (task.task_id, task.attempt) == (task_id, attempt)
+        services.store.put(output, b"a result no media row names")
         time.sleep(0.35)
         assert maintenance.reap() == 1
+        stored = [info.key for info in services.store.list(output)]
+        assert stored == ([output] if attempt < MAX_ATTEMPTS else [])  # kept for the next attempt, then removed
     row = _row(services, task_id)
     assert (row["status"], row["err_code"]) == (FINISH, 70000)
     assert "on each of 3 attempts" in row["message"]

@@ -59,6 +59,7 @@ class ClaimedTask:
 @dataclass(frozen=True)
 class ExpiredTask:
     task_id: str
+    sub_app_id: int
     task_type: str
     attempt: int
     failures: int
@@ -216,7 +217,7 @@ class TaskQueue:
         """PROCESSING tasks whose lease has run out (their worker died or hangs)."""
         with self._db.read() as conn:
             rows = conn.execute(
-                sa.select(tasks.c.task_id, tasks.c.task_type, tasks.c.attempt, tasks.c.failures)
+                sa.select(tasks.c.task_id, tasks.c.sub_app_id, tasks.c.task_type, tasks.c.attempt, tasks.c.failures)
                 .where(tasks.c.status == PROCESSING, tasks.c.lease_until_ms < now_ms())
                 .order_by(tasks.c.lease_until_ms).limit(limit)).all()
         return [ExpiredTask(*row) for row in rows]

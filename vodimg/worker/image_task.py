@@ -23,7 +23,7 @@ from vodimg.domain.tasks import input_key, task_record
 from vodimg.engine import EngineError, InvalidConfig, Limits
 from vodimg.netguard import FetchFailed, UrlPolicy, UrlRefused, fetch
 from vodimg.objectstore import NoSuchObject, ObjectStore
-from vodimg.queue import ClaimedTask, TaskQueue
+from vodimg.queue import ClaimedTask, ExpiredTask, TaskQueue
 from vodimg.worker.engine_pool import EngineCrashed
 from vodimg.worker.runner import ERR_PARAMETERS, ERR_SOURCE, TaskFailed, TaskRunner
 
@@ -92,7 +92,7 @@ class ImageTaskRunner(TaskRunner):
             raise TaskFailed(ERR_SOURCE, _quoting_warnings(f"The image cannot be processed: {error}", error)) from None
         image = result.image
         extension, container, content_type = FORMATS[image.format]
-        key = f"outputs/{task.sub_app_id}/{task.task_id}.{extension}"
+        key = f"{output_prefix(task.sub_app_id, task.task_id)}{extension}"
         self.store.put(key, image.data)
         return image, extension, container, content_type, key
 
@@ -116,11 +116,25 @@ class ImageTaskRunner(TaskRunner):
                   "output": orjson.dumps(output).decode()}
         return self.finish_done(task, values, file)
 
+    def reap(self, expired: ExpiredTask) -> bool:
+        """As TaskRunner's; when that ends the task (70000), an output its last attempt stored
+        before it died goes too: no media row will ever name it."""
+        ended = super().reap(expired)
+        if ended:
+            for info in self.store.list(output_prefix(expired.sub_app_id, expired.task_id)):
+                self.store.delete(info.key)
+        return ended
+
     def event_content(self, row) -> dict:
         """The task record with its template snapshot's members (DESIGN.md 6)."""
         record = task_record(row, self.public_base)
         record.update(orjson.loads(row["configure"] or "{}"))
         return {"EventType": COMPLETE_EVENT, COMPLETE_EVENT: record}
+
+
+def output_prefix(sub_app_id: int, task_id: str) -> str:
+    """The task's output object key but for its extension (one task, one output)."""
+    return f"outputs/{sub_app_id}/{task_id}."
 
 
 def _default_name(task: ClaimedTask, shown_input: dict) -> str:

@@ -74,11 +74,12 @@ class TaskRunner:
         self.queue.release(task.task_id, task.attempt, failed=True)
         return False
 
-    def reap(self, expired: ExpiredTask) -> None:
-        """An expired lease: its worker died or hangs. Another attempt, or 70000 after the last."""
+    def reap(self, expired: ExpiredTask) -> bool:
+        """An expired lease: its worker died or hangs. Another attempt, or 70000 after the last
+        (then True: this call finished the task)."""
         if expired.failures + 1 >= MAX_ATTEMPTS:
-            self.finish_failed(expired.task_id, expired.attempt, ERR_INTERNAL,
-                               f"Internal error: the worker stopped answering on each of {MAX_ATTEMPTS} attempts.",
-                               expired_only=True)
-        else:
-            self.queue.requeue(expired)
+            return self.finish_failed(
+                expired.task_id, expired.attempt, ERR_INTERNAL,
+                f"Internal error: the worker stopped answering on each of {MAX_ATTEMPTS} attempts.", expired_only=True)
+        self.queue.requeue(expired)
+        return False
