@@ -141,3 +141,34 @@ def test_two_delivery_loops_on_one_database_post_each_event_exactly_once(databas
         for loop in loops:
             loop.stop(2.0)
         receiver.stop()
+
+
+def test_events_of_pull_applications_wake_no_claim_and_push_ones_are_posted_at_once(database, app):
+    """Every completion wakes the PUSH loop of every worker; only a PUSH application's event may
+    cost it a claim (a busy worker's events are mostly PULL ones)."""
+    receiver = Receiver().start()
+    service = EventService(database, UrlPolicy(allow=parse_allow("127.0.0.2/32")))
+    pushing = AccountService(database).create_account()["SubAppId"]
+    service.modify_config(pushing, {"Mode": "PUSH", "NotificationUrl": receiver.url("/push")})
+    signal = EventSignal()
+    loop = PushDelivery(database, UrlPolicy(allow=parse_allow("127.0.0.2/32")), PushSettings(poll_seconds=3.0),
+                        signal=signal)
+    loop.start()
+    try:
+        time.sleep(0.3)  # the first claim has read which applications push
+        before = loop.claims
+        for index in range(30):  # PULL events, each woken as another process's would be
+            _raise(database, app, [f"pull{index}"])
+            signal.notify(app)
+            time.sleep(0.01)
+        assert loop.claims == before
+        started = time.monotonic()
+        _raise(database, pushing, ["pushed"])
+        signal.notify(pushing)
+        while not receiver.bodies("/push") and time.monotonic() - started < 2.0:
+            time.sleep(0.01)
+        assert [body[COMPLETE]["TaskId"] for body in receiver.bodies("/push")] == ["pushed"]
+        assert time.monotonic() - started < 1.0  # at once, not at the next poll (3 s)
+    finally:
+        loop.stop(2.0)
+        receiver.stop()

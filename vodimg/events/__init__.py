@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from vodimg.events.signal import EventSignal
 from vodimg.queue import now_ms
-from vodimg.storage.db import Database, after_commit
+from vodimg.storage.db import Database, RowInsert, after_commit
 from vodimg.storage.notify import EVENTS_CHANNEL
 from vodimg.storage.schema import event_config, events
 
@@ -35,13 +35,20 @@ SWITCH_COLUMNS = {
 def insert_event(conn: sa.Connection, sub_app_id: int, event_type: str, content: dict) -> None:
     """Insert an event of ``event_type`` whose EventContent (without EventHandle) is ``content``,
     in the transaction of ``conn`` (a ``Database.write()`` one); readers are woken after its commit."""
-    moment = now_ms()
-    conn.execute(events.insert().values(
-        sub_app_id=sub_app_id, event_type=event_type, content=orjson.dumps(content).decode(),
-        created_ms=moment, ready_at_ms=moment, handle=None, attempts=0))
+    row = event_row(sub_app_id, event_type, content)
+    conn.execute(events.insert().values(**row.values))
     if conn.dialect.name == "postgresql":  # delivered to every listener when this transaction commits
-        conn.execute(sa.select(sa.func.pg_notify(EVENTS_CHANNEL, str(sub_app_id))))
-    after_commit(conn, functools.partial(SIGNAL.notify, sub_app_id))
+        conn.execute(sa.select(sa.func.pg_notify(*row.notify)))
+    after_commit(conn, row.committed)
+
+
+def event_row(sub_app_id: int, event_type: str, content: dict) -> RowInsert:
+    """The event ``insert_event`` writes, as a row for a statement that writes it with others
+    (``TaskQueue.finish``), with its NOTIFY and its same-process wake-up."""
+    moment = now_ms()
+    values = dict(sub_app_id=sub_app_id, event_type=event_type, content=orjson.dumps(content).decode(),
+                  created_ms=moment, ready_at_ms=moment, handle=None, attempts=0)
+    return RowInsert(events, values, (EVENTS_CHANNEL, str(sub_app_id)), functools.partial(SIGNAL.notify, sub_app_id))
 
 
 def listen_for_events(db: Database, signal: EventSignal | None = None) -> None:

@@ -13,7 +13,10 @@ worker and ``vodimg worker``), never in a request.
   a refused address, a closed connection, a timeout) puts it back with exponential backoff: 5 s,
   10 s, 20 s ... at most 10 minutes apart, until it is delivered or the sweeper removes it after
   4 days.
-- Wake-up: at once for events committed in this process (``SIGNAL``), else every poll interval.
+- Wake-up: at once for events of PUSH applications committed in this process or announced by
+  PostgreSQL's NOTIFY (``SIGNAL``), else every poll interval. Which applications are in PUSH
+  mode is read again at most once a poll interval, so the events of PULL applications (most of
+  a busy worker's) wake nobody, and an application switched to PUSH is served from the next poll.
 """
 
 from __future__ import annotations
@@ -105,6 +108,11 @@ class PushDelivery:
         listen_for_events(db, signal)
         self._lease_ms = int(settings.timeout_seconds * 1000) + LEASE_MARGIN_MS
         self._lease = db.compile(_lease_statement())
+        self._push_applications = db.compile(sa.select(event_config.c.sub_app_id).where(
+            event_config.c.mode == PUSH, event_config.c.notification_url != ""))
+        self._pushing: frozenset[int] = frozenset()  # the PUSH applications, as last read
+        self._pushing_read = float("-inf")  # time.monotonic() of that read
+        self.claims = 0  # claim statements sent (tests)
         self._stopping = threading.Event()
         self._grace = 0.0
         self._thread: threading.Thread | None = None
@@ -156,7 +164,7 @@ class PushDelivery:
 
         while not self._stopping.is_set():
             self._wake.clear()  # before claiming: a post that ends from here on wakes the idle wait
-            seen = self._signal.generation(ANY_APPLICATION)
+            seen = self._signal.generations()  # before claiming: no wake-up is lost
             free = self.settings.concurrency - len(in_flight)
             claimed = []
             if free > 0:
@@ -177,14 +185,23 @@ class PushDelivery:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
 
-    async def _idle(self, seen: int) -> None:
-        """Until an event is committed here, a post ends, or the poll interval passes."""
-        signal = asyncio.ensure_future(self._signal.wait(ANY_APPLICATION, seen, self.settings.poll_seconds))
-        woken = asyncio.ensure_future(self._wake.wait())
-        await asyncio.wait((signal, woken), return_when=asyncio.FIRST_COMPLETED)
-        for pending in (signal, woken):
-            pending.cancel()
-        await asyncio.gather(signal, woken, return_exceptions=True)
+    async def _idle(self, seen: dict[int | None, int]) -> None:
+        """Until an event of a PUSH application is committed (``seen``: the generations before
+        the claim), a post ends, or the poll interval passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.poll_seconds
+        while (remaining := deadline - loop.time()) > 0:
+            signal = asyncio.ensure_future(self._signal.wait(ANY_APPLICATION, seen.get(ANY_APPLICATION, 0), remaining))
+            woken = asyncio.ensure_future(self._wake.wait())
+            await asyncio.wait((signal, woken), return_when=asyncio.FIRST_COMPLETED)
+            for pending in (signal, woken):
+                pending.cancel()
+            await asyncio.gather(signal, woken, return_exceptions=True)
+            if (woken.done() and not woken.cancelled()) or signal.cancelled() or not signal.result():
+                return  # a post ended, or the poll interval passed
+            if any(self._signal.generation(app) != seen.get(app, 0) for app in self._pushing):
+                return
+            seen[ANY_APPLICATION] = self._signal.generation(ANY_APPLICATION)  # a PULL application's: wait on
 
     async def _deliver(self, delivery: _Delivery) -> None:
         body = signed_body(delivery.content, delivery.sign_key, time.time())
@@ -212,8 +229,13 @@ class PushDelivery:
         the events of PULL applications, so it is one statement compiled once, in one round trip."""
         now = now_ms()
         params = {"now": now, "token": secrets.token_hex(16), "lease_until": now + self._lease_ms, "limit": limit}
+        if time.monotonic() - self._pushing_read >= self.settings.poll_seconds:
+            with self._db.cursor() as cursor:
+                self._pushing = frozenset(row[0] for row in self._push_applications.run(cursor).fetchall())
+            self._pushing_read = time.monotonic()
         with self._db.single_write() as cursor:
             rows = self._lease.run(cursor, params).fetchall()
+        self.claims += 1
         if not rows:
             return []
         with self._db.read() as conn:

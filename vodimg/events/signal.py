@@ -33,6 +33,11 @@ class EventSignal:
         with self._lock:
             return self._generations[sub_app_id]
 
+    def generations(self) -> dict[int | None, int]:
+        """Every application's ``generation`` at once (those never notified are 0)."""
+        with self._lock:
+            return dict(self._generations)
+
     def notify(self, sub_app_id: int) -> None:
         with self._lock:
             self._generations[sub_app_id] += 1

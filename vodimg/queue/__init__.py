@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from vodimg.storage.db import Database
+from vodimg.storage.db import Database, RowInsert
 from vodimg.storage.notify import TASKS_CHANNEL
 from vodimg.storage.schema import tasks
 
@@ -110,6 +110,29 @@ def _finish(names: tuple[str, ...], expired_only: bool):
     return tasks.update().where(*where).values(status=FINISH, lease_until_ms=sa.null(), worker=sa.null(), **values)
 
 
+def _finish_inserting(names: tuple[str, ...], rows: tuple[tuple[sa.Table, tuple[str, ...], bool], ...]):
+    """PostgreSQL: ``_finish`` and, only if it FINISHed the task, inserts of one row into each
+    table (columns from parameters ``row<i>_<column>``, and a NOTIFY with ``notify<i>_channel``
+    and ``notify<i>_payload`` where asked), as one statement: one round trip, atomic in
+    autocommit. Returns one row: (tasks finished, rows notified)."""
+    finished = _finish(names, False).returning(tasks.c.task_id).cte("finished")
+    done = sa.select(sa.func.count()).select_from(finished).scalar_subquery()
+    notified, inserts = [], []
+    for index, (table, columns, notify) in enumerate(rows):
+        source = sa.select(*(sa.bindparam(f"row{index}_{column}", type_=table.c[column].type) for column in columns))
+        insert = table.insert().from_select(list(columns), source.select_from(finished))
+        if notify:
+            inserted = insert.returning(sa.literal(1).label("one")).cte(f"inserted{index}")
+            channel = sa.bindparam(f"notify{index}_channel", type_=sa.String)
+            payload = sa.bindparam(f"notify{index}_payload", type_=sa.String)
+            notified.append(sa.select(sa.func.count(sa.func.pg_notify(channel, payload))).select_from(inserted)
+                            .scalar_subquery())
+        else:
+            inserts.append(insert.cte(f"inserted{index}"))
+    statement = sa.select(done, *notified) if notified else sa.select(done)
+    return statement.add_cte(*inserts) if inserts else statement
+
+
 def _held(task_id: str, attempt: int):
     """The WHERE clause of every statement a lease holder makes: its token still holds."""
     return sa.and_(tasks.c.task_id == task_id, tasks.c.attempt == attempt, tasks.c.status == PROCESSING)
@@ -178,20 +201,49 @@ class TaskQueue:
                                             "lease_until": now_ms() + self.lease_ms}).rowcount == 1
 
     def finish(self, task_id: str, attempt: int, values: dict,
-               also: Callable[[sa.Connection], None] | None = None, *, expired_only: bool = False) -> bool:
-        """FINISH with ``values`` (err_code, message, output, finish_time, progress), and ``also``
-        in the same transaction, if the lease ``attempt`` still holds; False (nothing done) if not.
-        ``expired_only`` (the reaper): only if that lease has also run out."""
+               also: Callable[[sa.Connection], None] | None = None, *, expired_only: bool = False,
+               inserts: tuple[RowInsert, ...] = ()) -> bool:
+        """FINISH with ``values`` (err_code, message, output, finish_time, progress), and in the
+        same transaction ``also`` (writes that need reads first) or ``inserts`` (rows known
+        beforehand: on PostgreSQL all of it is one statement), if the lease ``attempt`` still
+        holds; False (nothing done) if not. ``expired_only`` (the reaper): only if that lease has
+        also run out."""
         params = {"held_task_id": task_id, "held_attempt": attempt, "now": now_ms(),
                   **{f"new_{name}": value for name, value in values.items()}}
-        if also is None:  # one statement: one round trip
+        if inserts and not self._db.is_sqlite and not expired_only:
+            done = self._finish_inserting(task_id, params, tuple(values), inserts)
+        elif also is None and not inserts:  # one statement: one round trip
             with self._db.single_write() as cursor:
                 return self._finish_statement(tuple(values), expired_only).run(cursor, params).rowcount == 1
-        with self._db.write() as conn:
-            done = conn.execute(_finish(tuple(values), expired_only), params).rowcount == 1
-            if done:
-                also(conn)
+        else:
+            with self._db.write() as conn:
+                done = conn.execute(_finish(tuple(values), expired_only), params).rowcount == 1
+                if done:
+                    for row in inserts:
+                        conn.execute(row.table.insert().values(**row.values))
+                        if row.notify is not None and not self._db.is_sqlite:
+                            conn.execute(sa.select(sa.func.pg_notify(*row.notify)))
+                    if also is not None:
+                        also(conn)
+        if done:
+            for row in inserts:
+                if row.committed is not None:
+                    row.committed()
         return done
+
+    def _finish_inserting(self, task_id: str, params: dict, names: tuple[str, ...],
+                          inserts: tuple[RowInsert, ...]) -> bool:
+        shape = tuple((row.table, tuple(row.values), row.notify is not None) for row in inserts)
+        key = (names, shape)
+        statement = self._finishes.get(key)
+        if statement is None:
+            statement = self._finishes[key] = self._db.compile(_finish_inserting(names, shape))
+        for index, row in enumerate(inserts):
+            params.update({f"row{index}_{column}": value for column, value in row.values.items()})
+            if row.notify is not None:
+                params[f"notify{index}_channel"], params[f"notify{index}_payload"] = row.notify
+        with self._db.single_write() as cursor:
+            return statement.run(cursor, params).fetchone()[0] == 1
 
     def _finish_statement(self, names: tuple[str, ...], expired_only: bool):
         key = (names, expired_only)

@@ -37,7 +37,7 @@ import os
 import pathlib
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -142,6 +142,16 @@ class _ThreadConnection:
 
     def __del__(self):
         self.connection.close()
+
+
+@dataclass(frozen=True)
+class RowInsert:
+    """One row to insert with another write, in its transaction (``TaskQueue.finish``)."""
+
+    table: sa.Table
+    values: Mapping[str, Any]
+    notify: tuple[str, str] | None = None  # a PostgreSQL NOTIFY (channel, payload) at the commit
+    committed: Callable[[], None] | None = None  # run once the row is committed (same-process wake-ups)
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ import logging
 import sqlalchemy as sa
 
 from vodimg.domain.clock import iso_utc, utc_now
-from vodimg.domain.media import MediaFile, insert_media
-from vodimg.events import insert_event
+from vodimg.domain.media import MediaFile
+from vodimg.events import event_row, insert_event
 from vodimg.queue import FINISH, ClaimedTask, ExpiredTask, TaskQueue
-from vodimg.storage.schema import tasks
+from vodimg.storage.db import RowInsert
+from vodimg.storage.schema import media, tasks
 
 logger = logging.getLogger("vodimg.worker")
 
@@ -46,11 +47,8 @@ class TaskRunner:
                "session_id": task.session_id, "session_context": task.session_context,
                "configure": task.configure, **values}
 
-        def insert_output_and_event(conn) -> None:
-            insert_media(conn, file)
-            insert_event(conn, task.sub_app_id, self.event_type, self.event_content(row))
-
-        if self.queue.finish(task.task_id, task.attempt, values, insert_output_and_event):
+        inserts = (RowInsert(media, file.row()), event_row(task.sub_app_id, self.event_type, self.event_content(row)))
+        if self.queue.finish(task.task_id, task.attempt, values, inserts=inserts):
             return True
         logger.warning("task %s: lease %d lost before finishing; the result is dropped", task.task_id, task.attempt)
         return False
