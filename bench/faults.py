@@ -22,7 +22,7 @@ Then it waits until every task is FINISH and every event is delivered, and check
 submission made exactly one task, FINISH exactly once (one completion event; no task lost); one
 output object and one media row per successful task, one media row per committed upload; no
 orphan objects (every object under ``outputs/`` and ``pulls/`` has its media row, every row its
-object, nothing under ``inputs/`` is left); every event (task completions, PullComplete,
+object, nothing under ``inputs/`` is left after one sweep, as every worker runs each minute); every event (task completions, PullComplete,
 NewFileUpload) pulled and confirmed (PULL) or posted with a 2xx (PUSH), none twice after a
 confirmation or a 2xx. It prints the table. Upload objects a killed API process left uncommitted
 are noted, not counted: the sweeper removes them with their session an hour after ApplyUpload.
@@ -440,16 +440,31 @@ class _Run:
         report.tasks = len(self.submitted) - len(self.seed_files)
         report.uploads = self.uploads_done
 
-    def _objects(self):
+    def _store(self):
+        """The cluster's S3 store (moto's settings are read when it is opened)."""
         from vodimg.objectstore import open_store
 
         env = os.environ.copy()
         os.environ.update(self.moto.environment())
         try:
-            return list(open_store(f"s3://{self.bucket}/media").list(""))
+            return open_store(f"s3://{self.bucket}/media")
         finally:
             os.environ.clear()
             os.environ.update(env)
+
+    def _objects(self):
+        return list(self._store().list(""))
+
+    def sweep(self) -> None:
+        """One sweep, as every worker runs each minute; what it removes is noted, not counted."""
+        from vodimg.queue import TaskQueue
+        from vodimg.worker.maintenance import Maintenance
+
+        removed = Maintenance(self.database, self._store(), TaskQueue(self.database), {},
+                              session_window_ms=24 * 3600 * 1000).sweep()
+        if removed["inputs"]:
+            self.report.notes.append(f"{removed['inputs']} Base64 input(s) of finished tasks (a worker killed between "
+                                     "a FINISH and deleting its input) removed by the sweep")
 
     def stop(self) -> None:
         for part in ("cluster", "receiver", "images"):
@@ -478,6 +493,7 @@ def run(root: Path, tasks: int = 500, kills: int = 20, every: float = 3.0, apis:
         harness.stop_pulling.set()
         puller.join(15)
         time.sleep(1.0)  # PUSH posts in flight land
+        harness.sweep()
         harness.check()
         harness.report.seconds = time.monotonic() - began
         return harness.report

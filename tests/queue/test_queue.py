@@ -186,6 +186,19 @@ def test_the_sweeper_removes_stored_inputs_whose_task_was_never_committed(servic
     assert services.store.head(f"inputs/{kept}") is not None
 
 
+def test_the_sweeper_removes_the_input_of_a_finished_task_at_once(services, app):
+    """A worker killed between a task's FINISH and deleting its Base64 input leaves the input:
+    no attempt will read it again, so the next sweep removes it, young as it is."""
+    finished, waiting = _submit(services, app), _submit(services, app)
+    task = services.queue.claim("w", "2026-01-01T00:00:00Z")
+    assert task.task_id == finished
+    assert services.queue.finish(finished, task.attempt, {"err_code": 0, "message": "SUCCESS", "progress": 100})
+    maintenance = Maintenance(services.database, services.store, services.queue, {}, session_window_ms=1000)
+    assert maintenance._sweep_orphan_inputs(older_than=3600) == 1
+    assert services.store.head(f"inputs/{finished}") is None
+    assert services.store.head(f"inputs/{waiting}") is not None
+
+
 def test_the_sweeper_removes_expired_media_and_its_bytes(services, app):
     from vodimg.domain.media import MediaFile, insert_media
 
@@ -214,7 +227,8 @@ def test_the_sweeper_removes_finished_tasks_older_than_3_days_and_their_input(se
     assert maintenance.sweep()["tasks"] == 1
     with services.database.read() as conn:
         assert [row[0] for row in conn.execute(sa.select(tasks.c.task_id))] == [recent]
-    assert services.store.head(input_key(old)) is None and services.store.head(input_key(recent)) is not None
+    # both inputs go: the old one with its task, the recent one as a finished task's
+    assert services.store.head(input_key(old)) is None and services.store.head(input_key(recent)) is None
     with pytest.raises(ApiError) as gone:
         services.tasks.detail(app, old)
     assert gone.value.code == "InvalidParameterValue.TaskId"

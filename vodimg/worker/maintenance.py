@@ -99,21 +99,26 @@ class Maintenance:
         return len(old)
 
     def _sweep_orphan_inputs(self, older_than: float = ORPHAN_INPUT_SECONDS) -> int:
-        """Delete stored Base64 inputs (``inputs/<TaskId>``) older than ``older_than`` seconds
-        whose task does not exist. Inputs exist only while their task runs, so the list is short."""
+        """Delete stored Base64 inputs (``inputs/<TaskId>``) no task will read again: those of a
+        FINISH task (a worker killed between the FINISH and deleting the input leaves one), and
+        those older than ``older_than`` seconds whose task does not exist (an API process killed
+        between storing the input and committing the task). Inputs exist only while their task
+        runs, so the list is short."""
         if self._store is None:  # a maintenance of the database alone (tests)
             return 0
         prefix = input_key("")
-        cutoff = time.time() - older_than
-        old = {info.key[len(prefix):]: info.key for info in self._store.list(prefix) if info.modified < cutoff}
-        if not old:
+        stored = {info.key[len(prefix):]: info for info in self._store.list(prefix)}
+        if not stored:
             return 0
         with self._db.read() as conn:
-            known = set(conn.execute(sa.select(tasks.c.task_id).where(tasks.c.task_id.in_(list(old)))).scalars())
-        orphans = [key for task_id, key in old.items() if task_id not in known]
-        for key in orphans:
+            status = dict(conn.execute(sa.select(tasks.c.task_id, tasks.c.status)
+                                       .where(tasks.c.task_id.in_(list(stored)))).all())
+        cutoff = time.time() - older_than
+        unread = [info.key for task_id, info in stored.items()
+                  if status.get(task_id) == FINISH or (task_id not in status and info.modified < cutoff)]
+        for key in unread:
             self._store.delete(key)
-        return len(orphans)
+        return len(unread)
 
     def _sweep_media(self) -> int:
         with self._db.read() as conn:
