@@ -161,13 +161,15 @@ def our_queue(count: int, server_url: str) -> float:
         return _drain(count, _our_worker, (url,))
 
 
-def _procrastinate_app(url: str):
+def _procrastinate_app(url: str, asynchronous: bool = False):
+    """procrastinate on the test schema of ``url``, with its no-op task: the sync connector to
+    defer tasks, the async one to run a worker."""
     import procrastinate
 
     schema = url.rsplit("search_path%3D", 1)[1]
     base = url.split("?", 1)[0].replace("postgresql+psycopg://", "postgresql://")
-    app = procrastinate.App(connector=procrastinate.SyncPsycopgConnector(
-        conninfo=base, kwargs={"options": f"-csearch_path={schema}"}))
+    connector = procrastinate.PsycopgConnector if asynchronous else procrastinate.SyncPsycopgConnector
+    app = procrastinate.App(connector=connector(conninfo=base, kwargs={"options": f"-csearch_path={schema}"}))
 
     @app.task(name="noop")
     def noop() -> None:
@@ -179,16 +181,7 @@ def _procrastinate_app(url: str):
 def _procrastinate_worker(url: str, ready, go, results) -> None:
     import asyncio
 
-    import procrastinate
-
-    schema = url.rsplit("search_path%3D", 1)[1]
-    base = url.split("?", 1)[0].replace("postgresql+psycopg://", "postgresql://")
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(
-        conninfo=base, kwargs={"options": f"-csearch_path={schema}"}))
-
-    @app.task(name="noop")
-    def noop() -> None:
-        return None
+    app, _noop = _procrastinate_app(url, asynchronous=True)
 
     async def run() -> None:
         async with app.open_async():

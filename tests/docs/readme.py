@@ -29,6 +29,15 @@ def python_blocks(heading: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
+def sdk_script(section: str, tenant, endpoint: str) -> str:
+    """The README's SDK set-up and the python block of ``section``, as a user runs them: with the
+    tenant's keys, against ``endpoint``."""
+    (setup,) = python_blocks("Using it from the official SDK")
+    (flow,) = python_blocks(section)
+    keys = f"SECRET_ID, SECRET_KEY, SUB_APP_ID = {tenant.secret_id!r}, {tenant.secret_key!r}, {tenant.sub_app_id}\n"
+    return (keys + setup + flow).replace("127.0.0.1:9000", endpoint)
+
+
 def wrapper_commands() -> list[str]:
     """Each README command (in a block or in inline code) that starts with scripts/vodimg,
     without its comment."""

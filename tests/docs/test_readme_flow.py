@@ -10,7 +10,7 @@ import pytest
 
 from vodimg.engine import process_image
 from vodimg.domain.presets import PRESETS_BY_DEFINITION
-from tests.docs.readme import python_blocks
+from tests.docs.readme import sdk_script
 from tests.e2e.server import started
 from tests.e2e.tasks import small_photo_jpeg
 
@@ -21,11 +21,7 @@ def test_the_readme_submit_poll_download_example_works(tmp_path):
     server = started(tmp_path / "data", extra_args=("--engine-processes", "1"))
     try:
         tenant = server.new_tenant()
-        (setup,) = python_blocks("Using it from the official SDK")
-        (flow,) = python_blocks("Processing an image: submit, poll, download")
-        keys = (f"SECRET_ID, SECRET_KEY, SUB_APP_ID = {tenant.secret_id!r}, {tenant.secret_key!r}, "
-                f"{tenant.sub_app_id}\n")
-        script = (keys + setup + flow).replace("127.0.0.1:9000", server.endpoint)
+        script = sdk_script("Processing an image: submit, poll, download", tenant, server.endpoint)
         source = small_photo_jpeg(160)
         (tmp_path / "photo.jpg").write_bytes(source)
         result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,

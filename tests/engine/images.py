@@ -67,3 +67,17 @@ def encode(bgr: np.ndarray, ext: str = ".jpg", quality: int = 90) -> bytes:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
+
+
+# The spec's ModifyProcessImageAsyncTemplate example without SuperResolution (the seed template)
+SEED_WITHOUT_SR = {
+    "EncodeConfig": {"Format": "JPEG", "Quality": 100},
+    "EnhanceConfig": {
+        "Denoise": {"Switch": "ON", "Type": "weak"},
+        "ImageQualityEnhance": {"Switch": "ON", "Type": "weak"},
+        "ColorEnhance": {"Switch": "ON", "Type": "weak"},
+        "SharpEnhance": {"Switch": "ON", "Intensity": 1},
+        "FaceEnhance": {"Switch": "ON", "Intensity": 1},
+        "LowLightEnhance": {"Switch": "ON", "Type": "normal"},
+    },
+}

@@ -24,21 +24,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from tests.engine.images import encode, photo
+from tests.engine.images import SEED_WITHOUT_SR, encode, photo
 
 REPO = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
-SEED_WITHOUT_SR = {
-    "EncodeConfig": {"Format": "JPEG", "Quality": 100},
-    "EnhanceConfig": {
-        "Denoise": {"Switch": "ON", "Type": "weak"},
-        "ImageQualityEnhance": {"Switch": "ON", "Type": "weak"},
-        "ColorEnhance": {"Switch": "ON", "Type": "weak"},
-        "SharpEnhance": {"Switch": "ON", "Intensity": 1},
-        "FaceEnhance": {"Switch": "ON", "Intensity": 1},
-        "LowLightEnhance": {"Switch": "ON", "Type": "normal"},
-    },
-}
 
 
 @dataclass

@@ -12,23 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.engine.images import darkened, encode, photo, with_gaussian_noise
+from tests.engine.images import SEED_WITHOUT_SR, darkened, encode, photo, with_gaussian_noise
 from vodimg.engine import LimitExceeded, Limits, codec, frame, memory, pipeline, process_image
 from vodimg.engine.frame import Frame, RowUpscaler, StepContext, map_strips
 from vodimg.engine.steps import beauty, lowlight, quality
 
 MB = 1024 * 1024
-SEED_WITHOUT_SR = {  # the spec's ModifyProcessImageAsyncTemplate example without SuperResolution
-    "EncodeConfig": {"Format": "JPEG", "Quality": 100},
-    "EnhanceConfig": {
-        "Denoise": {"Switch": "ON", "Type": "weak"},
-        "ImageQualityEnhance": {"Switch": "ON", "Type": "weak"},
-        "ColorEnhance": {"Switch": "ON", "Type": "weak"},
-        "SharpEnhance": {"Switch": "ON", "Intensity": 1},
-        "FaceEnhance": {"Switch": "ON", "Intensity": 1},
-        "LowLightEnhance": {"Switch": "ON", "Type": "normal"},
-    },
-}
 # Options that make each strip-able step do real work.
 STRIP_STEP_OPTIONS = {
     "EnhanceConfig.ColorEnhance": {"Switch": "ON", "Type": "strong"},

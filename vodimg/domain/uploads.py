@@ -332,7 +332,8 @@ class CosUploads:
         """Make ``key`` the part's object; the object key it replaces, if any. Two uploads of one
         part at once (PostgreSQL): the second's insert meets the first's row once that commits,
         and is tried again over it, so the later upload wins, as in COS."""
-        for attempt in range(3):
+        tries = 3
+        while True:
             try:
                 with self._db.write() as conn:
                     held = (multipart_parts.c.upload_id == upload_id, multipart_parts.c.part_number == number)
@@ -343,9 +344,9 @@ class CosUploads:
                         etag=stored.md5, created_ms=now_ms()))
                 return previous
             except sa.exc.IntegrityError:
-                if attempt == 2:
+                tries -= 1
+                if not tries:
                     raise
-        return None
 
     def list_parts(self, session: UploadSession, upload_id: str) -> list[Part]:
         self._check_upload(session, upload_id)

@@ -110,12 +110,13 @@ def _finish(names: tuple[str, ...], expired_only: bool):
     return tasks.update().where(*where).values(status=FINISH, lease_until_ms=sa.null(), worker=sa.null(), **values)
 
 
-def _finish_inserting(names: tuple[str, ...], rows: tuple[tuple[sa.Table, tuple[str, ...], bool], ...]):
+def _finish_inserting(names: tuple[str, ...], expired_only: bool,
+                      rows: tuple[tuple[sa.Table, tuple[str, ...], bool], ...]):
     """PostgreSQL: ``_finish`` and, only if it FINISHed the task, inserts of one row into each
     table (columns from parameters ``row<i>_<column>``, and a NOTIFY with ``notify<i>_channel``
     and ``notify<i>_payload`` where asked), as one statement: one round trip, atomic in
     autocommit. Returns one row: (tasks finished, rows notified)."""
-    finished = _finish(names, False).returning(tasks.c.task_id).cte("finished")
+    finished = _finish(names, expired_only).returning(tasks.c.task_id).cte("finished")
     done = sa.select(sa.func.count()).select_from(finished).scalar_subquery()
     notified, inserts = [], []
     for index, (table, columns, notify) in enumerate(rows):
@@ -146,7 +147,7 @@ class TaskQueue:
         self._signals = 0
         self._claims: dict = {}  # task types -> compiled claim statement
         self._renew = db.compile(_RENEW)
-        self._finishes: dict = {}  # (value names, expired_only) -> compiled finish statement
+        self._finishes: dict = {}  # (value names, expired_only[, inserted rows' shape]) -> compiled finish
         self._listening = False
         self._announce = None if db.is_sqlite else db.compile(
             sa.select(sa.func.pg_notify(sa.literal(TASKS_CHANNEL), sa.literal(""))))
@@ -210,8 +211,8 @@ class TaskQueue:
         also run out."""
         params = {"held_task_id": task_id, "held_attempt": attempt, "now": now_ms(),
                   **{f"new_{name}": value for name, value in values.items()}}
-        if inserts and not self._db.is_sqlite and not expired_only:
-            done = self._finish_inserting(task_id, params, tuple(values), inserts)
+        if inserts and not self._db.is_sqlite:
+            done = self._finish_inserting(params, tuple(values), expired_only, inserts)
         elif also is None and not inserts:  # one statement: one round trip
             with self._db.single_write() as cursor:
                 return self._finish_statement(tuple(values), expired_only).run(cursor, params).rowcount == 1
@@ -219,10 +220,8 @@ class TaskQueue:
             with self._db.write() as conn:
                 done = conn.execute(_finish(tuple(values), expired_only), params).rowcount == 1
                 if done:
-                    for row in inserts:
+                    for row in inserts:  # SQLite: no NOTIFY, and one writer at a time
                         conn.execute(row.table.insert().values(**row.values))
-                        if row.notify is not None and not self._db.is_sqlite:
-                            conn.execute(sa.select(sa.func.pg_notify(*row.notify)))
                     if also is not None:
                         also(conn)
         if done:
@@ -231,13 +230,13 @@ class TaskQueue:
                     row.committed()
         return done
 
-    def _finish_inserting(self, task_id: str, params: dict, names: tuple[str, ...],
+    def _finish_inserting(self, params: dict, names: tuple[str, ...], expired_only: bool,
                           inserts: tuple[RowInsert, ...]) -> bool:
         shape = tuple((row.table, tuple(row.values), row.notify is not None) for row in inserts)
-        key = (names, shape)
+        key = (names, expired_only, shape)
         statement = self._finishes.get(key)
         if statement is None:
-            statement = self._finishes[key] = self._db.compile(_finish_inserting(names, shape))
+            statement = self._finishes[key] = self._db.compile(_finish_inserting(names, expired_only, shape))
         for index, row in enumerate(inserts):
             params.update({f"row{index}_{column}": value for column, value in row.values.items()})
             if row.notify is not None:

@@ -77,10 +77,13 @@ def apply(frame: Frame, options: dict, ctx: StepContext) -> Frame:
     kind = options.get("Type") or DEFAULT_TYPE
     if kind not in SIGMA_FRACTION:
         raise InvalidConfig(f"unknown denoise Type {kind!r}: use one of {', '.join(SIGMA_FRACTION)}")
-    estimate = estimate_sigma(frame.bgr)
+    if min(frame.bgr.shape[:2]) < 8:
+        return frame
+    residuals = _flat_residuals(*_measured(frame.bgr))  # one pass for both measures
+    estimate = _sigma_of(*residuals)
     if min(SIGMA_MAX, SIGMA_FRACTION[kind] * estimate) < SKIP_BELOW_SIGMA:
         return frame  # nothing to denoise: the network would change it by under a level
-    levels = NoiseLevels(*noise_level_function(frame.bgr), scale=SIGMA_FRACTION[kind])
+    levels = NoiseLevels(*_level_function_of(*residuals, estimate), scale=SIGMA_FRACTION[kind])
     nlm_h = STRONG_NLM_H * estimate if kind == "strong" else None
     return Frame(bgr=denoise(frame.bgr, levels, ctx, nlm_h=nlm_h), alpha=frame.alpha)
 
@@ -100,18 +103,21 @@ def estimate_sigma(bgr: np.ndarray, sample_pixels: int = SAMPLE_PIXELS) -> float
     """
     if min(bgr.shape[:2]) < 8:
         return 0.0
+    return _sigma_of(*_flat_residuals(*_measured(bgr, sample_pixels)))
+
+
+def _measured(bgr: np.ndarray, sample_pixels: int = SAMPLE_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels the noise is measured on: (image, mask of the pixels that count); a large image's
+    block sample, else the whole image but its one-pixel border."""
     if bgr.shape[0] * bgr.shape[1] > SAMPLE_FACTOR * sample_pixels:
-        image, keep = _block_sample(bgr, sample_pixels)
-    else:
-        image = bgr
-        keep = np.zeros(bgr.shape[:2], bool)
-        keep[1:-1, 1:-1] = True
-    return _estimate_on(image, keep)
+        return _block_sample(bgr, sample_pixels)
+    keep = np.zeros(bgr.shape[:2], bool)
+    keep[1:-1, 1:-1] = True
+    return bgr, keep
 
 
-def _estimate_on(bgr: np.ndarray, keep: np.ndarray) -> float:
-    """``estimate_sigma`` over the pixels of ``bgr`` where ``keep`` is set."""
-    residual, local_mean = _flat_residuals(bgr, keep)
+def _sigma_of(residual: np.ndarray, local_mean: np.ndarray) -> float:
+    """``estimate_sigma`` from the flat pixels' residuals and local means."""
     sigma = float(np.median(residual)) * _MAD_TO_SIGMA
     for _ in range(2):
         margin = 2.0 * sigma
@@ -144,13 +150,13 @@ def noise_level_function(bgr: np.ndarray, sample_pixels: int = SAMPLE_PIXELS) ->
     """
     if min(bgr.shape[:2]) < 8:
         return 0.0, 0.0
-    if bgr.shape[0] * bgr.shape[1] > SAMPLE_FACTOR * sample_pixels:
-        image, keep = _block_sample(bgr, sample_pixels)
-    else:
-        image = bgr
-        keep = np.zeros(bgr.shape[:2], bool)
-        keep[1:-1, 1:-1] = True
-    residual, local_mean = _flat_residuals(image, keep)
+    residuals = _flat_residuals(*_measured(bgr, sample_pixels))
+    return _level_function_of(*residuals, _sigma_of(*residuals))
+
+
+def _level_function_of(residual: np.ndarray, local_mean: np.ndarray, sigma: float) -> tuple[float, float]:
+    """``noise_level_function`` from the flat pixels' residuals and local means; ``sigma``, their
+    ``estimate_sigma``, is the fallback."""
     bins = np.minimum((local_mean * (NLF_BINS / 256.0)).astype(np.int32), NLF_BINS - 1)
     means, variances, counts = [], [], []
     for index in range(NLF_BINS):
@@ -164,7 +170,6 @@ def noise_level_function(bgr: np.ndarray, sample_pixels: int = SAMPLE_PIXELS) ->
             variances.append((float(np.median(residual[selected])) * _MAD_TO_SIGMA) ** 2)
             counts.append(count)
     if len(means) < 2:
-        sigma = _estimate_on(image, keep)
         return 0.0, sigma * sigma
     x, v, weight = np.array(means), np.array(variances), np.sqrt(np.array(counts, float))
     a, b = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1) * weight[:, None], v * weight, rcond=None)[0]
